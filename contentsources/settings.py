@@ -1,0 +1,123 @@
+"""Settings of the content-sources project, read from the environment.
+
+Every knob is documented in `.env.example`.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from tasks.conf import parse_duration
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DEBUG", default=False)
+
+if env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db_url("DATABASE_URL")}
+    EMBEDDED_DATABASE = False
+else:
+    from contentsources.embedded_db import database_settings
+
+    DATABASES = {"default": database_settings(BASE_DIR / ".pgdata")}
+    EMBEDDED_DATABASE = True
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        "DATABASE_URL must point at PostgreSQL (postgres://...): the task queue needs "
+        "FOR UPDATE SKIP LOCKED and LISTEN/NOTIFY."
+    )
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not (DEBUG or EMBEDDED_DATABASE):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set: set it in the environment (any long random string)."
+        )
+    from django.core.management.utils import get_random_secret_key
+
+    # A local demo on the embedded database: a key per process is enough.
+    SECRET_KEY = get_random_secret_key()
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "tasks",
+    "repositories",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "contentsources.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "contentsources.wsgi.application"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The task framework (tasks/conf.py reads these; names as in the original service).
+TASKING = {
+    "HEARTBEAT": parse_duration(env.str("TASKING_HEARTBEAT", default="60s")),
+    "WORKER_COUNT": env.int("TASKING_WORKER_COUNT", default=3),
+    "RETRY_WAIT_UPPER_BOUND": parse_duration(
+        env.str("TASKING_RETRY_WAIT_UPPER_BOUND", default="12h")
+    ),
+    "POOL_LIMIT": env.int("TASKING_POOL_LIMIT", default=20),
+    "SHUTDOWN_GRACE": parse_duration(env.str("TASKING_SHUTDOWN_GRACE", default="10s")),
+    "PAYLOAD_LIMIT": env.int("TASKING_PAYLOAD_LIMIT", default=1024 * 1024),
+}
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "tasks": {"level": LOG_LEVEL},
+        "repositories": {"level": LOG_LEVEL},
+    },
+}

@@ -1,0 +1,88 @@
+"""Enqueue and cancel tasks: the API of the task framework for the rest of the project."""
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+
+from tasks import queue, registry
+from tasks.conf import tasking
+from tasks.exceptions import InvalidPayload, TaskNotCancellable, TaskNotFound
+from tasks.models import Task
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue(
+    type: str,
+    payload=None,
+    *,
+    dependencies: Iterable[uuid.UUID | str] = (),
+    priority: int = 0,
+    org_id: str | None = None,
+    account_id: str | None = None,
+    object_uuid: uuid.UUID | None = None,
+    object_type: str | None = None,
+    request_id: str | None = None,
+) -> uuid.UUID:
+    """Queue up a task and return its id.
+
+    Inside a transaction, the task commits (and wakes the workers) with the caller's writes.
+    """
+    registry.get(type)  # raises UnknownTaskType
+    payload_json = serialize_payload(payload)
+    try:
+        dependency_ids = [uuid.UUID(str(d)) for d in dependencies]
+    except ValueError as exc:
+        raise TaskNotFound(f"not a task id: {exc}") from None
+    task_id, status = queue.enqueue(
+        type=type,
+        payload_json=payload_json,
+        dependencies=dependency_ids,
+        priority=priority,
+        org_id=org_id,
+        account_id=account_id,
+        object_uuid=object_uuid,
+        object_type=object_type,
+        request_id=request_id,
+    )
+    logger.info(
+        "task enqueued task_id=%s type=%s request_id=%s status=%s", task_id, type, request_id or "-", status
+    )
+    return task_id
+
+
+def cancel(task_id: uuid.UUID | str) -> None:
+    """Cancel a task of a cancellable type, and every unfinished task that depends on it."""
+    try:
+        task_id = uuid.UUID(str(task_id))
+    except ValueError:
+        raise TaskNotFound(f"not a task id: {task_id!r}") from None
+    task = Task.objects.filter(pk=task_id).values("type", "request_id").first()
+    if task is None:
+        raise TaskNotFound(f"task does not exist: {task_id}")
+    handler = registry.find(task["type"])
+    if handler is None or not handler.cancellable:
+        raise TaskNotCancellable(f"task not cancellable: tasks of type {task['type']!r} cannot be canceled")
+    previous = queue.cancel(task_id)
+    logger.info(
+        "task canceled task_id=%s type=%s request_id=%s previous_status=%s",
+        task_id,
+        task["type"],
+        task["request_id"] or "-",
+        previous,
+    )
+
+
+def serialize_payload(payload) -> str:
+    """JSON text of a payload, or InvalidPayload saying why it cannot be stored."""
+    try:
+        text = json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from None
+    if "\\u0000" in text:
+        raise InvalidPayload("payload contains a NUL character, which PostgreSQL cannot store")
+    limit = tasking().payload_limit
+    if len(text.encode()) > limit:
+        raise InvalidPayload(f"payload is {len(text.encode())} bytes, over the limit of {limit} (TASKING_PAYLOAD_LIMIT)")
+    return text

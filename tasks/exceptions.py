@@ -1,0 +1,33 @@
+"""Errors of the task framework. TaskError itself is never raised."""
+
+
+class TaskError(Exception):
+    """Base class of the task framework's errors."""
+
+
+class TaskNotFound(TaskError):
+    """No task has this id."""
+
+
+class DependencyNotFound(TaskError):
+    """A dependency given at enqueue does not exist."""
+
+
+class UnknownTaskType(TaskError):
+    """No handler is registered for this type."""
+
+
+class InvalidPayload(TaskError):
+    """The payload cannot be stored: not JSON, or too large."""
+
+
+class TaskNotCancellable(TaskError):
+    """The task's type does not allow cancellation."""
+
+
+class TaskInterrupted(TaskError):
+    """Raised inside a handler to stop: its task was cancelled, lost, or the pool is stopping."""
+
+
+class TaskLost(TaskInterrupted):
+    """The run no longer owns its task (requeued or cancelled); it may change nothing."""

@@ -1,0 +1,66 @@
+"""The pool's one listening connection: queue wake-ups and cancel notifications."""
+
+import logging
+import threading
+import uuid
+
+import psycopg
+from django.db import connection
+
+from tasks.backoff import Backoff
+
+logger = logging.getLogger(__name__)
+
+QUEUE_CHANNEL = "tasks"
+CANCEL_CHANNEL = "cancel_task"
+
+
+def listen_connection() -> psycopg.Connection:
+    """A dedicated autocommit connection to the database of Django's settings."""
+    params = connection.get_connection_params()
+    for key in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(key, None)
+    return psycopg.connect(autocommit=True, **params)
+
+
+class Listener:
+    """Receives notifications on its own thread and hands them to the pool.
+
+    The thread owns its psycopg connection. After every (re)connect it subscribes and then
+    asks the pool to re-check, since notifications sent while it was away are lost.
+    """
+
+    def __init__(self, pool, stop: threading.Event):
+        self._pool = pool
+        self._stop = stop
+        self.subscribed = threading.Event()
+
+    def run(self) -> None:
+        backoff = Backoff(self._stop)
+        while not self._stop.is_set():
+            try:
+                with listen_connection() as conn:
+                    conn.execute(f"LISTEN {QUEUE_CHANNEL}")
+                    conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                    self.subscribed.set()
+                    backoff.succeeded()
+                    self._pool.recheck()
+                    while not self._stop.is_set():
+                        for notification in conn.notifies(timeout=1.0):
+                            self._dispatch(notification)
+            except psycopg.Error as exc:
+                self.subscribed.clear()
+                logger.warning("listener lost its connection error=%r retry_in=%.1fs", exc, max(backoff.delay * 2, 0.5))
+                backoff.failed()
+        self.subscribed.clear()
+
+    def _dispatch(self, notification) -> None:
+        if notification.channel == QUEUE_CHANNEL:
+            self._pool.wake()
+        elif notification.channel == CANCEL_CHANNEL:
+            try:
+                task_id = uuid.UUID(notification.payload)
+            except ValueError:
+                logger.warning("ignored a malformed cancel notification payload=%r", notification.payload)
+                return
+            self._pool.cancel(task_id)

@@ -1,0 +1,76 @@
+"""Run the worker pool: workers, heartbeats, the dead-worker rescue, retries and the listener."""
+
+import logging
+import os
+import signal
+import threading
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+
+from tasks import registry
+from tasks.checks import POOL_OVERHEAD_CONNECTIONS
+from tasks.conf import tasking
+from tasks.pool import WorkerPool
+
+logger = logging.getLogger("tasks.runworkers")
+
+
+class Command(BaseCommand):
+    help = "Run task workers until SIGTERM or SIGINT."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--workers", type=int, help="worker threads (default: TASKING_WORKER_COUNT)")
+        parser.add_argument(
+            "--types", nargs="+", metavar="TYPE", help="serve only these task types (default: every registered type)"
+        )
+        parser.add_argument(
+            "--grace", type=float, help="seconds running tasks get to finish on shutdown (default: TASKING_SHUTDOWN_GRACE)"
+        )
+
+    def handle(self, *args, workers=None, types=None, grace=None, **options):
+        conf = tasking()
+        workers = conf.worker_count if workers is None else workers
+        grace = conf.shutdown_grace if grace is None else grace
+        if workers < 1:
+            raise CommandError("--workers must be at least 1")
+        if workers + POOL_OVERHEAD_CONNECTIONS > conf.pool_limit:
+            raise CommandError(
+                f"{workers} workers need {workers + POOL_OVERHEAD_CONNECTIONS} connections, "
+                f"over TASKING_POOL_LIMIT={conf.pool_limit}"
+            )
+        types = types or registry.types()
+        for type_ in types:
+            registry.get(type_)  # an unknown type is an error, not a silent no-op
+        if not types:
+            raise CommandError("no task types are registered")
+
+        stop = threading.Event()
+
+        def on_signal(signum, frame):
+            if stop.is_set():
+                logger.warning("second signal, exiting at once signal=%s", signal.Signals(signum).name)
+                os._exit(1)
+            logger.info("stopping signal=%s grace=%.1fs", signal.Signals(signum).name, grace)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+        pool = WorkerPool(workers=workers, types=types, conf=conf)
+        settings = connection.settings_dict
+        logger.info(
+            "pool started pid=%d workers=%d types=%s database=%s/%s heartbeat=%.1fs rescue_after=%.1fs",
+            os.getpid(),
+            workers,
+            ",".join(types),
+            settings["HOST"] or "localhost",
+            settings["NAME"],
+            conf.heartbeat_interval,
+            conf.heartbeat,
+        )
+        pool.start()
+        while not stop.wait(1.0):
+            pass
+        pool.stop(grace)
+        logger.info("pool stopped pid=%d", os.getpid())

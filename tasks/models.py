@@ -1,0 +1,139 @@
+"""The task queue's tables, named as in the original service (`tasks`, `task_heartbeats`,
+`task_dependencies`) so that operators' SQL and dashboards carry over.
+
+State transitions are never made through the ORM: `tasks.queue` owns them.
+"""
+
+import uuid
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+NIL_UUID = uuid.UUID(int=0)
+
+
+class Task(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELED = "canceled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=255)
+    payload = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status, default=Status.PENDING)
+    # The enqueue time. Unlike the original, a requeue never moves it.
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=4000, null=True, blank=True)
+    org_id = models.CharField(max_length=255, null=True, blank=True)
+    account_id = models.CharField(max_length=255, null=True, blank=True)
+    object_uuid = models.UUIDField(null=True, blank=True)
+    object_type = models.CharField(max_length=255, null=True, blank=True)
+    # The lease of the current run: a new value at every dequeue, fencing every write of the run.
+    token = models.UUIDField(null=True, blank=True)
+    request_id = models.CharField(max_length=255, null=True, blank=True)
+    retries = models.IntegerField(default=0)
+    next_retry_time = models.DateTimeField(null=True, blank=True)
+    priority = models.IntegerField(default=0)
+    cancel_attempted = models.BooleanField(default=False)
+    # How many dependencies have not completed yet. Kept by the queue so that a blocked
+    # task stays out of the ready index and costs nothing to dequeue.
+    dependencies_left = models.IntegerField(default=0)
+    dependencies = models.ManyToManyField(
+        "self",
+        through="TaskDependency",
+        through_fields=("task", "dependency"),
+        symmetrical=False,
+        related_name="dependents",
+        blank=True,
+    )
+
+    class Meta:
+        db_table = "tasks"
+        indexes = [
+            # Dequeue: ready tasks in pick order; blocked and finished rows are not in it.
+            models.Index(
+                F("priority").desc(),
+                "queued_at",
+                "id",
+                name="tasks_ready_idx",
+                condition=Q(status="pending", dependencies_left=0),
+            ),
+            # Failed tasks waiting for their automatic retry.
+            models.Index(
+                fields=["next_retry_time"],
+                name="tasks_retry_due_idx",
+                condition=Q(status="failed", next_retry_time__isnull=False),
+            ),
+            # The user list: newest first within an org.
+            models.Index(F("org_id"), F("queued_at").desc(), name="tasks_org_queued_idx"),
+            # Active-task lookups by object.
+            models.Index(
+                fields=["org_id", "object_uuid", "object_type", "status", "type"],
+                name="tasks_multi_idx",
+            ),
+            models.Index(fields=["account_id"], name="tasks_account_id"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(finished_at__isnull=True) | Q(started_at__isnull=False),
+                name="not_finished_when_not_started",
+            ),
+            models.CheckConstraint(
+                condition=Q(started_at__isnull=True) | Q(queued_at__lte=F("started_at")),
+                name="chronologic_started_at",
+            ),
+            models.CheckConstraint(
+                condition=Q(finished_at__isnull=True) | Q(started_at__lte=F("finished_at")),
+                name="chronologic_finished_at",
+            ),
+            models.CheckConstraint(
+                condition=Q(token__isnull=True) | ~Q(token=NIL_UUID),
+                name="token_is_never_uuid_nil",
+            ),
+            models.CheckConstraint(
+                condition=Q(started_at__isnull=True) | Q(token__isnull=False),
+                name="token_is_set_when_started",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "running", "completed", "failed", "canceled"]),
+                name="status_is_known",
+            ),
+            models.CheckConstraint(condition=Q(dependencies_left__gte=0), name="dependencies_left_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.type} {self.id} ({self.status})"
+
+
+class TaskDependency(models.Model):
+    """An edge: `task` runs only after `dependency` has completed."""
+
+    pk = models.CompositePrimaryKey("task_id", "dependency_id")
+    task = models.ForeignKey(Task, on_delete=models.DB_CASCADE, related_name="+", db_index=False)
+    dependency = models.ForeignKey(Task, on_delete=models.DB_CASCADE, related_name="+")
+
+    class Meta:
+        db_table = "task_dependencies"
+        constraints = [
+            models.CheckConstraint(condition=~Q(task=F("dependency")), name="task_is_not_its_own_dependency"),
+        ]
+
+
+class Heartbeat(models.Model):
+    """One row per running task, keyed by the run's token; a stale row means a dead worker."""
+
+    token = models.UUIDField(primary_key=True)
+    task = models.ForeignKey(Task, on_delete=models.DB_CASCADE, db_column="id", related_name="+")
+    heartbeat = models.DateTimeField()
+
+    class Meta:
+        db_table = "task_heartbeats"
+        constraints = [
+            models.CheckConstraint(condition=~Q(token=NIL_UUID), name="heartbeat_token_is_never_uuid_nil"),
+        ]

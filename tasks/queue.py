@@ -1,0 +1,246 @@
+"""The Postgres queue: the only code that changes the state of tasks.
+
+Each operation is atomic. It runs on the calling thread's Django connection, inside
+`transaction.atomic()`, so that an enqueue made inside the caller's transaction commits
+(and wakes the workers) together with the caller's own writes. The SQL is in sql/queries.sql.
+"""
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+
+from tasks.conf import ERROR_LIMIT, MAX_RETRIES, tasking
+from tasks.exceptions import DependencyNotFound, TaskNotFound
+from tasks.models import Task
+from tasks.sql import QUERIES
+
+MAX_RETRIES_ERROR = "task has exceeded the maximum amount of retries"
+PARENT_FAILED = "parent task failed"
+PARENT_CANCELED = "parent task canceled"
+
+_CLAIMED_FIELDS = (
+    "id type payload queued_at started_at org_id account_id object_uuid object_type "
+    "token request_id retries priority"
+).split()
+
+
+@dataclass(frozen=True)
+class Run:
+    """A claimed task and the token of this run of it."""
+
+    task: Task
+    token: uuid.UUID
+
+
+def _execute(cursor, name: str, params=None) -> list[tuple]:
+    cursor.execute(QUERIES[name], params)
+    return cursor.fetchall() if cursor.description else []
+
+
+def clean_error(text: str) -> str:
+    """Make an error text storable: no NUL bytes, valid UTF-8, at most ERROR_LIMIT characters."""
+    text = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return text[:ERROR_LIMIT]
+
+
+def enqueue(
+    *,
+    type: str,
+    payload_json: str,
+    dependencies: Sequence[uuid.UUID] = (),
+    priority: int = 0,
+    org_id: str | None = None,
+    account_id: str | None = None,
+    object_uuid: uuid.UUID | None = None,
+    object_type: str | None = None,
+    request_id: str | None = None,
+) -> tuple[uuid.UUID, str]:
+    """Insert a task and link its dependencies; return its id and status.
+
+    A task whose dependency has already failed for good or been cancelled is stored
+    canceled at once, never left to wait forever.
+    """
+    task_id = uuid.uuid4()
+    dependency_ids = sorted(set(dependencies))
+    status, error, dependencies_left = Task.Status.PENDING, None, 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        if dependency_ids:
+            rows = _execute(cursor, "lock_dependencies", {"ids": dependency_ids})
+            missing = set(dependency_ids) - {row[0] for row in rows}
+            if missing:
+                raise DependencyNotFound(
+                    f"dependency does not exist: {', '.join(sorted(map(str, missing)))}"
+                )
+            for _, dep_status, next_retry_time in rows:
+                if dep_status == Task.Status.CANCELED:
+                    status, error = Task.Status.CANCELED, PARENT_CANCELED
+                elif dep_status == Task.Status.FAILED and next_retry_time is None:
+                    status, error = Task.Status.CANCELED, PARENT_FAILED
+            dependencies_left = sum(1 for row in rows if row[1] != Task.Status.COMPLETED)
+        _execute(
+            cursor,
+            "insert_task",
+            {
+                "id": task_id,
+                "type": type,
+                "payload": payload_json,
+                "status": status,
+                "error": error,
+                "org_id": org_id,
+                "account_id": account_id,
+                "object_uuid": object_uuid,
+                "object_type": object_type,
+                "request_id": request_id,
+                "priority": priority,
+                "dependencies_left": dependencies_left,
+            },
+        )
+        if dependency_ids:
+            _execute(cursor, "insert_dependencies", {"id": task_id, "ids": dependency_ids})
+        if status == Task.Status.PENDING and dependencies_left == 0:
+            _execute(cursor, "notify_ready")
+    return task_id, status
+
+
+def claim(types: Sequence[str], limit: int) -> list[Run]:
+    """Claim up to `limit` ready tasks of `types`, in pick order."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        rows = _execute(cursor, "claim", {"types": list(types), "limit": limit})
+    runs = []
+    for row in rows:
+        fields = dict(zip(_CLAIMED_FIELDS, row))
+        token = fields["token"]
+        task = Task(status=Task.Status.RUNNING, **fields)
+        task.payload = None if fields["payload"] is None else json.loads(fields["payload"])
+        runs.append(Run(task=task, token=token))
+    runs.sort(key=lambda run: (-run.task.priority, run.task.queued_at, run.task.id))
+    return runs
+
+
+def complete(run: Run) -> bool:
+    """Finish a run as completed; False if the run no longer owned its task."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        done = _execute(cursor, "complete", {"id": run.task.id, "token": run.token})
+        if done:
+            _execute(cursor, "release_dependents", {"ids": [run.task.id]})
+    return bool(done)
+
+
+def fail(run: Run, error: str, *, requeueable: bool) -> tuple[bool, datetime | None]:
+    """Finish a run as failed. Returns whether the run still owned its task, and the time of
+    the automatic retry (None when the failure is final and its dependents are cancelled).
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        return _fail(cursor, run.task.id, run.token, error, requeueable=requeueable)
+
+
+def _fail(cursor, task_id, token, error: str, *, requeueable: bool):
+    rows = _execute(
+        cursor,
+        "fail",
+        {
+            "id": task_id,
+            "token": token,
+            "error": clean_error(error),
+            "requeueable": requeueable,
+            "max_retries": MAX_RETRIES,
+            "upper_bound": tasking().retry_wait_upper_bound,
+        },
+    )
+    if not rows:
+        return False, None
+    next_retry_time = rows[0][1]
+    if next_retry_time is None:
+        _cancel_descendants(cursor, [task_id], PARENT_FAILED)
+    return True, next_retry_time
+
+
+def requeue(task_id: uuid.UUID, token: uuid.UUID, *, count_retry: bool) -> str | None:
+    """Put a run's task back to pending.
+
+    A requeue that counts (a dead worker) fails the task for good once it has had its
+    retries; a shutdown requeue does not count. Returns the new status, or None if the run
+    no longer owned its task.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        return _requeue(cursor, task_id, token, count_retry=count_retry)
+
+
+def _requeue(cursor, task_id, token, *, count_retry: bool) -> str | None:
+    params = {"id": task_id, "token": token, "count_retry": int(count_retry), "max_retries": MAX_RETRIES}
+    if _execute(cursor, "requeue", params):
+        return Task.Status.PENDING
+    if count_retry and _fail(cursor, task_id, token, MAX_RETRIES_ERROR, requeueable=False)[0]:
+        return Task.Status.FAILED
+    return None
+
+
+def cancel(task_id: uuid.UUID) -> str:
+    """Cancel a task and every unfinished descendant; return the status it had before.
+
+    A finished task keeps its status but gets cancel_attempted, which stops a pending retry.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        rows = _execute(cursor, "cancel", {"id": task_id})
+        if not rows:
+            raise TaskNotFound(f"task does not exist: {task_id}")
+        previous, next_retry_time, _ = rows[0]
+        if previous in (Task.Status.PENDING, Task.Status.RUNNING):
+            _cancel_descendants(cursor, [task_id], PARENT_CANCELED)
+        elif previous == Task.Status.FAILED and next_retry_time is not None:
+            # The retry it was waiting for will not come: its failure is final now.
+            _cancel_descendants(cursor, [task_id], PARENT_FAILED)
+    return previous
+
+
+def _cancel_descendants(cursor, task_ids: Iterable[uuid.UUID], reason: str) -> None:
+    level = list(task_ids)
+    while level:
+        level = [row[0] for row in _execute(cursor, "cancel_dependents", {"ids": level, "reason": reason})]
+
+
+def refresh_heartbeats(tokens: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Beat for these runs; return the tokens whose run no longer owns its task."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        alive = {row[0] for row in _execute(cursor, "refresh_heartbeats", {"tokens": list(tokens)})}
+    return set(tokens) - alive
+
+
+def requeue_stale(timeout: float) -> list[tuple[uuid.UUID, str]]:
+    """Requeue (or fail, past the retry cap) the tasks whose heartbeat is older than `timeout`.
+
+    Returns (task id, new status) for each rescued task.
+    """
+    rescued = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        for task_id, token in _execute(cursor, "stale_heartbeats", {"timeout": timeout}):
+            status = _requeue(cursor, task_id, token, count_retry=True)
+            if status is None:
+                _execute(cursor, "delete_heartbeat", {"token": token})
+            else:
+                rescued.append((task_id, status))
+    return rescued
+
+
+def retry_failed() -> list[uuid.UUID]:
+    """Requeue the failed tasks whose retry time has come; return their ids."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        return [row[0] for row in _execute(cursor, "retry_failed")]
+
+
+def update_payload(run: Run, payload_json: str) -> bool:
+    """Save a run's payload; False if the run no longer owns its task."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        return bool(_execute(cursor, "update_payload", {"id": run.task.id, "token": run.token, "payload": payload_json}))
+
+
+def status(task_id: uuid.UUID) -> Task:
+    """The task with this id, dependencies included."""
+    try:
+        return Task.objects.prefetch_related("dependencies").get(pk=task_id)
+    except Task.DoesNotExist:
+        raise TaskNotFound(f"task does not exist: {task_id}") from None

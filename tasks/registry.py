@@ -1,0 +1,51 @@
+"""Task types and their handlers: a handler is a plain function registered for a type name."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tasks.exceptions import UnknownTaskType
+
+
+@dataclass(frozen=True)
+class Handler:
+    type: str
+    function: Callable
+    # Users may cancel tasks of this type (pending or running).
+    cancellable: bool = False
+    # A failure is retried automatically, with backoff, up to the retry cap.
+    requeueable: bool = False
+
+
+_handlers: dict[str, Handler] = {}
+
+
+def handler(type: str, *, cancellable: bool = False, requeueable: bool = False):
+    """Register the decorated function as the handler of `type`.
+
+    The function receives a `tasks.context.TaskContext`. Returning means the task completed;
+    raising means it failed.
+    """
+
+    def register(function: Callable) -> Callable:
+        existing = _handlers.get(type)
+        if existing is not None and existing.function is not function:
+            raise ValueError(f"task type {type!r} already has a handler: {existing.function.__qualname__}")
+        _handlers[type] = Handler(type, function, cancellable=cancellable, requeueable=requeueable)
+        return function
+
+    return register
+
+
+def find(type: str) -> Handler | None:
+    return _handlers.get(type)
+
+
+def get(type: str) -> Handler:
+    handler = _handlers.get(type)
+    if handler is None:
+        raise UnknownTaskType(f"unknown task type: {type!r} (no handler is registered for it)")
+    return handler
+
+
+def types() -> list[str]:
+    return sorted(_handlers)

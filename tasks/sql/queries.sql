@@ -1,0 +1,204 @@
+-- The statements that move tasks between states. tasks/queue.py is their only caller.
+-- Every time is the database's clock_timestamp(), never the application's clock, and every
+-- write of a run is fenced by the run's token: a worker that lost its task changes nothing.
+-- Named parameters use the %(name)s style of psycopg and Django cursors.
+
+-- name: lock_dependencies
+-- Lock the dependencies of a new task so that none finishes or is cancelled until it is linked.
+SELECT id, status, next_retry_time
+FROM tasks
+WHERE id = ANY(%(ids)s::uuid[])
+ORDER BY id
+FOR SHARE;
+
+-- name: insert_task
+-- Insert a new task; it is pending, or canceled at once when a dependency already failed.
+INSERT INTO tasks (id, type, payload, status, error, cancel_attempted, queued_at, org_id,
+                   account_id, object_uuid, object_type, request_id, priority, retries,
+                   dependencies_left)
+VALUES (%(id)s, %(type)s, %(payload)s::jsonb, %(status)s, %(error)s, %(status)s = 'canceled',
+        clock_timestamp(), %(org_id)s, %(account_id)s, %(object_uuid)s, %(object_type)s,
+        %(request_id)s, %(priority)s, 0, %(dependencies_left)s);
+
+-- name: insert_dependencies
+-- Link a new task to its dependencies.
+INSERT INTO task_dependencies (task_id, dependency_id)
+SELECT %(id)s, unnest(%(ids)s::uuid[]);
+
+-- name: notify_ready
+-- Wake the waiting pools on commit; Postgres folds repeats within one transaction into one.
+SELECT pg_notify('tasks', '');
+
+-- name: claim
+-- Claim up to `limit` ready tasks of the given types, highest priority first, then oldest;
+-- each gets a new token and a heartbeat row in the same statement.
+WITH picked AS (
+    SELECT id
+    FROM tasks
+    WHERE status = 'pending' AND dependencies_left = 0 AND type = ANY(%(types)s::text[])
+    ORDER BY priority DESC, queued_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE tasks t
+    SET status = 'running', token = gen_random_uuid(), started_at = clock_timestamp()
+    FROM picked
+    WHERE t.id = picked.id
+    RETURNING t.id, t.type, t.payload::text, t.queued_at, t.started_at, t.org_id, t.account_id,
+              t.object_uuid, t.object_type, t.token, t.request_id, t.retries, t.priority
+), beats AS (
+    INSERT INTO task_heartbeats (token, id, heartbeat)
+    SELECT token, id, clock_timestamp() FROM claimed
+)
+SELECT * FROM claimed;
+
+-- name: complete
+-- Finish a run as completed, if the run still owns its task.
+WITH done AS (
+    UPDATE tasks
+    SET status = 'completed', finished_at = clock_timestamp(), error = NULL, next_retry_time = NULL
+    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+    RETURNING id
+), beat AS (
+    DELETE FROM task_heartbeats WHERE token = %(token)s AND EXISTS (SELECT FROM done)
+)
+SELECT id FROM done;
+
+-- name: release_dependents
+-- Count a completed task off its dependents, and wake the pools if one became ready.
+-- It runs as a statement of its own after `complete`, so that its snapshot sees a dependent
+-- whose enqueue was waiting on the completed task's row lock.
+WITH released AS (
+    UPDATE tasks t
+    SET dependencies_left = t.dependencies_left - d.n
+    FROM (SELECT task_id, count(*) AS n
+          FROM task_dependencies
+          WHERE dependency_id = ANY(%(ids)s::uuid[])
+          GROUP BY task_id) d
+    WHERE t.id = d.task_id
+    RETURNING t.dependencies_left, t.status
+)
+SELECT pg_notify('tasks', '')
+WHERE EXISTS (SELECT FROM released WHERE dependencies_left = 0 AND status = 'pending');
+
+-- name: fail
+-- Finish a run as failed, if the run still owns its task. A requeueable task under the retry
+-- cap gets its next retry time: now + upper_bound / (max_retries - retries + 1).
+WITH failed AS (
+    UPDATE tasks
+    SET status = 'failed', finished_at = clock_timestamp(), error = %(error)s,
+        next_retry_time = CASE
+            WHEN %(requeueable)s AND retries < %(max_retries)s AND NOT cancel_attempted
+            THEN clock_timestamp()
+                 + make_interval(secs => floor(%(upper_bound)s / (%(max_retries)s - retries + 1)))
+        END
+    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+    RETURNING id, next_retry_time
+), beat AS (
+    DELETE FROM task_heartbeats WHERE token = %(token)s AND EXISTS (SELECT FROM failed)
+)
+SELECT id, next_retry_time FROM failed;
+
+-- name: requeue
+-- Put a run's task back to pending, if the run still owns it. A requeue that counts as a
+-- retry (dead worker) only happens under the retry cap; a shutdown requeue does not count.
+WITH requeued AS (
+    UPDATE tasks
+    SET status = 'pending', token = NULL, started_at = NULL, error = NULL, next_retry_time = NULL,
+        retries = retries + %(count_retry)s::int
+    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+      AND (%(count_retry)s = 0 OR retries < %(max_retries)s)
+    RETURNING id
+), beat AS (
+    DELETE FROM task_heartbeats WHERE token = %(token)s AND EXISTS (SELECT FROM requeued)
+)
+SELECT id, pg_notify('tasks', '') FROM requeued;
+
+-- name: cancel
+-- Cancel a task: a pending or running one becomes canceled; any task gets cancel_attempted,
+-- which also stops the automatic retry of a failed one. A running one is told on cancel_task.
+-- Returns the status the task had before.
+WITH target AS (
+    SELECT id, status, next_retry_time FROM tasks WHERE id = %(id)s FOR UPDATE
+), updated AS (
+    UPDATE tasks t
+    SET cancel_attempted = true,
+        next_retry_time = NULL,
+        status = CASE WHEN target.status IN ('pending', 'running') THEN 'canceled' ELSE t.status END,
+        error = CASE WHEN target.status IN ('pending', 'running') THEN 'task canceled' ELSE t.error END
+    FROM target
+    WHERE t.id = target.id
+), beat AS (
+    DELETE FROM task_heartbeats h USING target
+    WHERE h.id = target.id AND target.status = 'running'
+)
+SELECT status, next_retry_time,
+       CASE WHEN status = 'running' THEN pg_notify('cancel_task', id::text) END
+FROM target;
+
+-- name: cancel_dependents
+-- One level of the cancel cascade: cancel the unfinished dependents of the given tasks and
+-- tell the running ones on cancel_task. The caller repeats it with the returned ids; each
+-- level is a statement of its own so that its snapshot sees dependents linked concurrently.
+WITH doomed AS (
+    SELECT t.id, t.status
+    FROM tasks t JOIN task_dependencies d ON d.task_id = t.id
+    WHERE d.dependency_id = ANY(%(ids)s::uuid[]) AND t.status IN ('pending', 'running')
+    FOR UPDATE OF t
+), canceled AS (
+    UPDATE tasks t
+    SET status = 'canceled', error = %(reason)s, cancel_attempted = true, next_retry_time = NULL
+    FROM doomed
+    WHERE t.id = doomed.id
+), beats AS (
+    DELETE FROM task_heartbeats h USING doomed WHERE h.id = doomed.id
+)
+SELECT id, CASE WHEN status = 'running' THEN pg_notify('cancel_task', id::text) END
+FROM (SELECT DISTINCT id, status FROM doomed) AS d;
+
+-- name: refresh_heartbeats
+-- Beat for the runs a pool holds; a token missing from the result lost its task.
+UPDATE task_heartbeats h
+SET heartbeat = clock_timestamp()
+FROM tasks t
+WHERE h.token = ANY(%(tokens)s::uuid[]) AND t.id = h.id AND t.token = h.token AND t.status = 'running'
+RETURNING h.token;
+
+-- name: stale_heartbeats
+-- Heartbeats older than the timeout: their worker died or stalled. Locked so that two pools
+-- never rescue the same run.
+SELECT id, token
+FROM task_heartbeats
+WHERE heartbeat < clock_timestamp() - make_interval(secs => %(timeout)s)
+ORDER BY heartbeat
+LIMIT 100
+FOR UPDATE SKIP LOCKED;
+
+-- name: delete_heartbeat
+-- Drop a heartbeat whose run no longer owns its task.
+DELETE FROM task_heartbeats WHERE token = %(token)s;
+
+-- name: retry_failed
+-- Put failed tasks whose retry time has come back to pending, counting a retry.
+WITH due AS (
+    SELECT id
+    FROM tasks
+    WHERE status = 'failed' AND next_retry_time <= clock_timestamp() AND NOT cancel_attempted
+    ORDER BY next_retry_time
+    LIMIT 1000
+    FOR UPDATE SKIP LOCKED
+), retried AS (
+    UPDATE tasks t
+    SET status = 'pending', started_at = NULL, finished_at = NULL, token = NULL, error = NULL,
+        next_retry_time = NULL, retries = t.retries + 1
+    FROM due
+    WHERE t.id = due.id
+    RETURNING t.id
+)
+SELECT id, pg_notify('tasks', '') FROM retried;
+
+-- name: update_payload
+-- Save a run's progress, if the run still owns its task.
+UPDATE tasks SET payload = %(payload)s::jsonb
+WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+RETURNING id;

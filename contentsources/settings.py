@@ -4,6 +4,7 @@ Every knob is documented in `.env.example`.
 """
 
 from pathlib import Path
+from urllib.parse import unquote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -19,6 +20,8 @@ DEBUG = env.bool("DEBUG", default=False)
 
 if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db_url("DATABASE_URL")}
+    # A Unix-socket directory may be given percent-encoded as the host, as libpq allows.
+    DATABASES["default"]["HOST"] = unquote(DATABASES["default"]["HOST"])
     EMBEDDED_DATABASE = False
 else:
     from contentsources.embedded_db import database_settings

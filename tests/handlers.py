@@ -1,0 +1,60 @@
+"""Task types used by the tests, registered when this module is imported (by conftest)."""
+
+import threading
+import time
+
+from tasks.registry import handler
+
+
+class Recorder:
+    """What the test handlers saw: each run's task id, payload and start time, thread-safely."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.runs: list[dict] = []
+        self.gates: dict[str, threading.Event] = {}
+
+    def record(self, context) -> None:
+        with self._lock:
+            self.runs.append({"id": context.task.id, "payload": context.payload, "started": time.monotonic()})
+
+    def gate(self, name: str) -> threading.Event:
+        with self._lock:
+            return self.gates.setdefault(name, threading.Event())
+
+    def reset(self) -> None:
+        with self._lock:
+            self.runs.clear()
+            self.gates.clear()
+
+
+recorder = Recorder()
+
+
+@handler("test.record")
+def record(context):
+    """Record the run and complete."""
+    recorder.record(context)
+
+
+@handler("test.gate", cancellable=True)
+def gate(context):
+    """Record the run, then wait until the test opens the gate named in the payload, or a stop."""
+    recorder.record(context)
+    gate = recorder.gate(context.payload["gate"])
+    while not gate.wait(0.01):
+        context.raise_if_cancelled()
+
+
+@handler("test.flaky", requeueable=True)
+def flaky(context):
+    """Record the run and fail: a requeueable failure."""
+    recorder.record(context)
+    raise RuntimeError("flaky failure")
+
+
+@handler("test.ignores_cancel", cancellable=True)
+def ignores_cancel(context):
+    """Record the run, wait for a stop request, then return normally as if it had finished."""
+    recorder.record(context)
+    context.wait(30)

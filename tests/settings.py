@@ -1,0 +1,7 @@
+"""Settings for the test suite: the project's own, with a throw-away secret key."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
+
+from contentsources.settings import *  # noqa: E402, F403

@@ -46,7 +46,7 @@ class Listener:
                     backoff.succeeded()
                     self._pool.recheck()
                     while not self._stop.is_set():
-                        for notification in conn.notifies(timeout=1.0):
+                        for notification in conn.notifies(timeout=0.25):
                             self._dispatch(notification)
             except psycopg.Error as exc:
                 self.subscribed.clear()

@@ -49,7 +49,7 @@ class WorkerPool:
         self._early_cancels: dict[uuid.UUID, float] = {}
         self._slots = threading.Condition()  # guards _idle
         self._idle = workers
-        self._inbox: queue_module.Queue[TaskContext] = queue_module.Queue()
+        self._inbox: queue_module.Queue[TaskContext | None] = queue_module.Queue()
         self.listener = Listener(self, self._halted)
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True)
         self._janitor = threading.Thread(target=self._janitor_loop, name="janitor", daemon=True)
@@ -102,11 +102,14 @@ class WorkerPool:
             context.request_stop(StopReason.SHUTDOWN)
         deadline = time.monotonic() + grace
         self._dispatcher.join(timeout=max(grace, 1.0))
+        for _ in self._workers:
+            self._inbox.put(None)  # after every claimed task: FIFO
         for worker in self._workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
         leftovers = self.running()
         while not self._inbox.empty():
-            leftovers.append(self._inbox.get_nowait())
+            if (context := self._inbox.get_nowait()) is not None:
+                leftovers.append(context)
         for context in leftovers:
             self._requeue_for_shutdown(context)
         self._halted.set()
@@ -159,9 +162,9 @@ class WorkerPool:
                 try:
                     context = self._inbox.get(timeout=1.0)
                 except queue_module.Empty:
-                    if self._draining.is_set():
-                        return
                     continue
+                if context is None:  # stop() has no more work for this worker
+                    return
                 if self._draining.is_set():
                     self._requeue_for_shutdown(context)
                 else:

@@ -58,3 +58,16 @@ def ignores_cancel(context):
     """Record the run, wait for a stop request, then return normally as if it had finished."""
     recorder.record(context)
     context.wait(30)
+
+
+@handler("test.progress")
+def progress(context):
+    """Save the next step in the payload."""
+    context.update_payload({"step": (context.payload or {}).get("step", 0) + 1})
+
+
+@handler("test.stubborn")
+def stubborn(context):
+    """Record the run, then wait for the gate named in the payload, ignoring every stop request."""
+    recorder.record(context)
+    recorder.gate(context.payload["gate"]).wait(30)

@@ -11,6 +11,7 @@ from django.db import connection
 from tasks import registry
 from tasks.checks import POOL_OVERHEAD_CONNECTIONS
 from tasks.conf import tasking
+from tasks.exceptions import UnknownTaskType
 from tasks.pool import WorkerPool
 
 logger = logging.getLogger("tasks.runworkers")
@@ -40,10 +41,13 @@ class Command(BaseCommand):
                 f"over TASKING_POOL_LIMIT={conf.pool_limit}"
             )
         types = types or registry.types()
-        for type_ in types:
-            registry.get(type_)  # an unknown type is an error, not a silent no-op
         if not types:
             raise CommandError("no task types are registered")
+        try:
+            for type_ in types:
+                registry.get(type_)  # an unknown type is an error, not a silent no-op
+        except UnknownTaskType as exc:
+            raise CommandError(f"{exc}; known types: {', '.join(registry.types())}") from None
 
         stop = threading.Event()
 

@@ -1,0 +1,206 @@
+"""The worker pool in this process: threads, notifications, heartbeats and cancellation."""
+
+import time
+
+import pytest
+from django.db import connection
+
+from tasks import client, queue
+from tasks.models import Heartbeat, Task
+from tasks.pool import SAFETY_RECHECK
+from tests.conftest import wait_until
+from tests.factories import HeartbeatFactory, TaskFactory
+from tests.handlers import recorder
+
+
+def status(task_id) -> str:
+    return Task.objects.values_list("status", flat=True).get(pk=task_id)
+
+
+def wait_for_status(task_id, expected: str, timeout: float = 10.0) -> Task:
+    wait_until(lambda: status(task_id) == expected, timeout=timeout, message=f"task {task_id} to be {expected}")
+    return Task.objects.get(pk=task_id)
+
+
+def run_ids() -> list:
+    return [run["id"] for run in recorder.runs]
+
+
+def test_dependents_run_after_their_parent_completes(start_pool):
+    start_pool(workers=3)
+    parent = client.enqueue("test.gate", {"gate": "parent"})
+    child = client.enqueue("test.record", {"n": "child"}, dependencies=[parent])
+    wait_until(lambda: parent in run_ids(), message="the parent to start")
+    assert status(child) == Task.Status.PENDING
+    recorder.gate("parent").set()
+    wait_for_status(child, Task.Status.COMPLETED)
+    assert run_ids() == [parent, child]
+    assert Task.objects.get(pk=child).started_at >= Task.objects.get(pk=parent).finished_at
+
+
+def test_a_failing_parent_cancels_its_descendants_and_the_worker_goes_on(start_pool):
+    start_pool(workers=1)
+    parent = client.enqueue("diagnostics.fail", {"message": "no mirror answers"})
+    child = client.enqueue("test.record", dependencies=[parent])
+    grandchild = client.enqueue("test.record", dependencies=[child])
+    after = client.enqueue("test.record", {"n": "after"})
+    failed = wait_for_status(parent, Task.Status.FAILED)
+    assert failed.error == "RuntimeError: no mirror answers"
+    wait_for_status(after, Task.Status.COMPLETED)
+    assert status(child) == status(grandchild) == Task.Status.CANCELED
+    assert run_ids() == [after]
+
+
+def test_priority_order(start_pool):
+    blocker = client.enqueue("test.gate", {"gate": "blocker"})
+    pool = start_pool(workers=1)
+    wait_until(lambda: blocker in run_ids(), message="the blocker to start")
+    low = [client.enqueue("test.record", {"n": n}) for n in range(3)]
+    high = client.enqueue("test.record", {"n": "high"}, priority=1)
+    recorder.gate("blocker").set()
+    wait_until(lambda: len(recorder.runs) == 5, message="all tasks to run")
+    assert run_ids() == [blocker, high, *low]
+    assert pool.running() == []
+
+
+def test_a_pool_never_takes_a_type_it_does_not_serve(start_pool):
+    start_pool(types=["test.record"])
+    other = client.enqueue("diagnostics.noop")
+    mine = client.enqueue("test.record")
+    wait_for_status(mine, Task.Status.COMPLETED)
+    assert status(other) == Task.Status.PENDING
+
+
+def test_a_waiting_pool_is_woken_by_the_notification(start_pool):
+    start_pool(workers=2)
+    latencies = []
+    for n in range(5):
+        task_id = client.enqueue("test.record", {"n": n})
+        enqueued = time.monotonic()
+        wait_until(lambda: task_id in run_ids(), timeout=SAFETY_RECHECK, message="the pickup")
+        latencies.append(recorder.runs[-1]["started"] - enqueued)
+    # Far below the safety re-check: the notification woke the dispatcher.
+    assert max(latencies) < 1.0, latencies
+
+
+def test_a_missed_notification_is_caught_by_the_safety_recheck(start_pool):
+    pool = start_pool(workers=1)
+    time.sleep(0.1)  # let the dispatcher find the queue empty and wait
+    task = TaskFactory(type="test.record")  # inserted without NOTIFY
+    wait_for_status(task.id, Task.Status.COMPLETED, timeout=SAFETY_RECHECK + 3)
+    assert pool.running() == []
+
+
+def test_cancel_of_a_running_task_reaches_its_handler_within_a_second(start_pool):
+    start_pool(workers=1)
+    task_id = client.enqueue("diagnostics.sleep", {"seconds": 60})
+    wait_until(lambda: Heartbeat.objects.filter(task_id=task_id).exists(), message="the task to start")
+    started = time.monotonic()
+    client.cancel(task_id)
+    follow_up = client.enqueue("test.record")
+    wait_until(lambda: follow_up in run_ids(), timeout=1.0, message="the worker to be free again")
+    assert time.monotonic() - started < 1.0
+    task = Task.objects.get(pk=task_id)
+    assert (task.status, task.error, task.finished_at) == (Task.Status.CANCELED, "task canceled", None)
+
+
+def test_a_handler_that_returns_after_a_cancel_leaves_the_task_canceled(start_pool):
+    """The original marked such a task completed (its handlers return nil on cancel)."""
+    pool = start_pool(workers=1)
+    task_id = client.enqueue("test.ignores_cancel")
+    wait_until(lambda: task_id in run_ids(), message="the task to start")
+    client.cancel(task_id)
+    wait_until(lambda: pool.running() == [], message="the handler to return")
+    follow_up = client.enqueue("test.record")
+    wait_for_status(follow_up, Task.Status.COMPLETED)
+    assert status(task_id) == Task.Status.CANCELED
+
+
+def test_a_lost_cancel_notification_is_caught_at_the_next_heartbeat(start_pool):
+    pool = start_pool(workers=1)
+    task_id = client.enqueue("test.gate", {"gate": "never"})
+    wait_until(lambda: task_id in run_ids(), message="the task to start")
+    # Cancel as Cancel does, but without the notification (as if the listener were away).
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE tasks SET status = 'canceled', error = 'task canceled' WHERE id = %s", [task_id])
+        cursor.execute("DELETE FROM task_heartbeats WHERE id = %s", [task_id])
+    wait_until(lambda: pool.running() == [], timeout=2.0, message="the heartbeat to stop the handler")
+    assert status(task_id) == Task.Status.CANCELED
+
+
+def test_a_run_that_lost_its_task_is_stopped_and_cannot_finish_it(start_pool):
+    """A stalled run whose task was rescued by another pool learns it at its next heartbeat."""
+    pool = start_pool(workers=1, types=["test.ignores_cancel"])
+    task_id = client.enqueue("test.ignores_cancel")
+    wait_until(lambda: task_id in run_ids(), message="the first run")
+    first_token = Task.objects.get(pk=task_id).token
+    # Another pool's rescue requeues it from under the run.
+    assert queue.requeue(task_id, first_token, count_retry=True) == Task.Status.PENDING
+    wait_until(lambda: len(recorder.runs) == 2, message="the second run")
+    second = Task.objects.get(pk=task_id)
+    assert second.token != first_token and second.status == Task.Status.RUNNING
+    assert second.retries == 1
+    client.cancel(task_id)
+    wait_until(lambda: pool.running() == [], message="the second run to stop")
+    assert status(task_id) == Task.Status.CANCELED
+
+
+def test_a_dead_workers_task_is_rescued_and_run_again(start_pool):
+    beat = HeartbeatFactory(task__type="test.record", age=30)
+    start_pool(workers=1)
+    task = wait_for_status(beat.task_id, Task.Status.COMPLETED)
+    assert task.retries == 1
+    assert run_ids() == [beat.task_id]
+
+
+def test_a_requeueable_failure_is_retried_until_the_cap(start_pool, settings):
+    settings.TASKING = {**settings.TASKING, "RETRY_WAIT_UPPER_BOUND": 0.0}
+    start_pool(workers=1)
+    task_id = client.enqueue("test.flaky")
+    wait_until(lambda: len(recorder.runs) == 4, timeout=15, message="four runs")
+    task = wait_for_status(task_id, Task.Status.FAILED)
+    assert (task.retries, task.next_retry_time) == (3, None)
+    assert task.error == "RuntimeError: flaky failure"
+    time.sleep(1.5)  # one more retry period: no fifth run
+    assert len(recorder.runs) == 4
+
+
+@pytest.mark.timeout(60)
+def test_two_pools_never_run_a_task_twice(start_pool):
+    ids = {client.enqueue("test.record", {"n": n}) for n in range(300)}
+    start_pool(workers=4)
+    start_pool(workers=4)
+    wait_until(
+        lambda: Task.objects.filter(status=Task.Status.COMPLETED).count() == 300, timeout=30, message="all done"
+    )
+    assert sorted(map(str, run_ids())) == sorted(map(str, ids))
+
+
+def test_stop_requeues_a_running_task_without_using_a_retry(start_pool):
+    pool = start_pool(workers=1)
+    task_id = client.enqueue("test.gate", {"gate": "never"})
+    wait_until(lambda: task_id in run_ids(), message="the task to start")
+    pool.stop(grace=0.5)
+    task = Task.objects.get(pk=task_id)
+    assert (task.status, task.retries, task.token, task.started_at) == (Task.Status.PENDING, 0, None, None)
+    assert not Heartbeat.objects.exists()
+
+
+def test_update_payload_saves_progress_for_the_next_run(start_pool):
+    start_pool(workers=1, types=["test.progress"])
+    task_id = client.enqueue("test.progress", {"step": 41})
+    assert wait_for_status(task_id, Task.Status.COMPLETED).payload == {"step": 42}
+
+
+def test_stop_requeues_a_handler_that_outlives_the_grace_period(start_pool):
+    pool = start_pool(workers=1)
+    task_id = client.enqueue("test.stubborn", {"gate": "never"})
+    wait_until(lambda: task_id in run_ids(), message="the task to start")
+    stopping = time.monotonic()
+    pool.stop(grace=0.5)
+    assert time.monotonic() - stopping < 3
+    task = Task.objects.get(pk=task_id)
+    assert (task.status, task.retries) == (Task.Status.PENDING, 0)
+    # The stubborn run, should it return now, can change nothing.
+    recorder.gate("never").set()
+    assert status(task_id) == Task.Status.PENDING

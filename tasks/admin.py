@@ -1,0 +1,124 @@
+"""The admin inspects tasks; it never edits them.
+
+State transitions belong to `tasks.queue` (see tasks/models.py), so the admin is view-only:
+no add, change or delete. Its one write is the "Cancel selected tasks" action, which goes
+through `tasks.client.cancel` like the API. The changelist is kept cheap for a big table:
+exact-match search, a type filter from the registry instead of a DISTINCT over the table,
+no full count.
+"""
+
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from tasks import client, registry
+from tasks.exceptions import TaskError
+from tasks.models import Heartbeat, Task
+
+LINKED_TASKS_SHOWN = 100
+
+
+def task_link(task_id):
+    return format_html('<a href="{}">{}</a>', reverse("admin:tasks_task_change", args=[task_id]), task_id)
+
+
+def linked_tasks(tasks):
+    """Links to the first LINKED_TASKS_SHOWN tasks with their status, one a line."""
+    rows = list(tasks.order_by("queued_at", "id").values_list("id", "status")[: LINKED_TASKS_SHOWN + 1])
+    if not rows:
+        return "-"
+    links = ((task_link(id), status) for id, status in rows[:LINKED_TASKS_SHOWN])
+    shown = format_html_join(mark_safe("<br>"), "{} ({})", links)
+    if len(rows) > LINKED_TASKS_SHOWN:
+        return format_html("{}<br>and more", shown)
+    return shown
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """View-only: the view permission alone shows the change page, with every field read-only.
+    Granting change would let a POST of that page save the row through the ORM.
+    """
+
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class TypeFilter(admin.SimpleListFilter):
+    """The registered types: listing the types in the table would scan all of it."""
+
+    title = "type"
+    parameter_name = "type"
+
+    def lookups(self, request, model_admin):
+        return [(type, type) for type in registry.types()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(type=self.value()) if self.value() else queryset
+
+
+@admin.register(Task)
+class TaskAdmin(ReadOnlyAdmin):
+    list_display = ["id", "type", "status", "priority", "retries", "queued_at", "started_at", "finished_at", "org_id"]
+    list_filter = ["status", TypeFilter]
+    search_fields = ["id__exact", "org_id__exact", "request_id__exact"]
+    search_help_text = "An exact task id, org id or request id."
+    ordering = ["-queued_at"]
+    fieldsets = [
+        (None, {"fields": ["id", "type", "status", "priority", "payload", "error"]}),
+        ("Owner", {"fields": ["org_id", "account_id", "object_type", "object_uuid", "request_id"]}),
+        ("Times", {"fields": ["queued_at", "started_at", "finished_at"]}),
+        ("Run", {"fields": ["token", "retries", "next_retry_time", "cancel_attempted"]}),
+        ("Dependencies", {"fields": ["dependencies_left", "dependency_links", "dependent_links"]}),
+    ]
+    # Every field, should the change permission ever be granted.
+    readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
+    actions = ["cancel_tasks"]
+
+    @admin.display(description="dependencies")
+    def dependency_links(self, task):
+        return linked_tasks(task.dependencies)
+
+    @admin.display(description="dependents")
+    def dependent_links(self, task):
+        return linked_tasks(task.dependents)
+
+    def has_cancel_permission(self, request):
+        # Cancelling writes, so it takes the change permission that the admin itself never uses.
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description="Cancel selected tasks", permissions=["cancel"])
+    def cancel_tasks(self, request, queryset):
+        canceled = 0
+        for task_id in queryset.values_list("id", flat=True):
+            try:
+                client.cancel(task_id)
+            except TaskError as exc:
+                self.message_user(request, f"Task {task_id}: {exc}", messages.ERROR)
+                continue
+            status = Task.objects.values_list("status", flat=True).get(pk=task_id)
+            if status == Task.Status.CANCELED:
+                canceled += 1
+            else:
+                message = f"Task {task_id} had already finished ({status}); marked cancel_attempted."
+                self.message_user(request, message, messages.WARNING)
+        if canceled:
+            self.message_user(request, f"Canceled {canceled} task(s).", messages.SUCCESS)
+
+
+@admin.register(Heartbeat)
+class HeartbeatAdmin(ReadOnlyAdmin):
+    list_display = ["token", "task_id_link", "heartbeat"]
+    ordering = ["heartbeat"]
+
+    @admin.display(description="task id")
+    def task_id_link(self, heartbeat):
+        return task_link(heartbeat.task_id)

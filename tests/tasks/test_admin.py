@@ -1,0 +1,140 @@
+import uuid
+
+import pytest
+from django.contrib import messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.messages import get_messages
+from django.urls import reverse
+
+from tasks.models import Task
+from tests.factories import HeartbeatFactory, TaskFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:tasks_task_changelist")
+
+
+def change_url(task):
+    return reverse("admin:tasks_task_change", args=[task.pk])
+
+
+def cancel(admin_client, *tasks):
+    response = admin_client.post(
+        CHANGELIST, {"action": "cancel_tasks", "index": 0, ACTION_CHECKBOX_NAME: [str(t.pk) for t in tasks]}
+    )
+    assert response.status_code == 302
+    return [(m.level, m.message) for m in get_messages(response.wsgi_request)]
+
+
+def test_changelist_lists_filters_and_searches(admin_client):
+    org = str(uuid.uuid4())  # other test runs may share the database: look only at this org
+    sleeping = TaskFactory(type="diagnostics.sleep", org_id=org)
+    failed = TaskFactory(failed=True, org_id=org, request_id="req-42")
+
+    response = admin_client.get(CHANGELIST, {"q": org})
+    assert response.status_code == 200
+    assert set(response.context["cl"].result_list) == {sleeping, failed}
+
+    response = admin_client.get(CHANGELIST, {"q": org, "status__exact": "failed"})
+    assert list(response.context["cl"].result_list) == [failed]
+    response = admin_client.get(CHANGELIST, {"q": org, "type": "diagnostics.sleep"})
+    assert list(response.context["cl"].result_list) == [sleeping]
+    response = admin_client.get(CHANGELIST, {"q": "req-42"})
+    assert list(response.context["cl"].result_list) == [failed]
+    response = admin_client.get(CHANGELIST, {"q": str(sleeping.id)})
+    assert list(response.context["cl"].result_list) == [sleeping]
+
+
+def test_changelist_is_newest_first_and_skips_the_full_count(admin_client):
+    org = str(uuid.uuid4())
+    older = TaskFactory(org_id=org)
+    newer = TaskFactory(org_id=org)
+    response = admin_client.get(CHANGELIST, {"q": org})
+    assert list(response.context["cl"].result_list) == [newer, older]
+    assert response.context["cl"].full_result_count is None
+    # The type filter's choices come from the registry, not from the table.
+    type_choices = [c["display"] for spec in response.context["cl"].filter_specs if spec.title == "type"
+                    for c in spec.choices(response.context["cl"])]
+    assert "diagnostics.noop" in type_choices and "diagnostics.fail" in type_choices
+
+
+def test_change_view_shows_the_task_and_its_links_read_only(admin_client):
+    parent = TaskFactory(failed=True, status=Task.Status.COMPLETED, error=None)
+    task = TaskFactory(type="diagnostics.sleep", payload={"seconds": 3}, request_id="req-7")
+    task.dependencies.add(parent)
+    child = TaskFactory()
+    child.dependencies.add(task)
+
+    response = admin_client.get(change_url(task))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert str(task.id) in page and "req-7" in page
+    assert f'<a href="{change_url(parent)}">{parent.id}</a> (completed)' in page
+    assert f'<a href="{change_url(child)}">{child.id}</a> (pending)' in page
+    assert response.context["adminform"].form.fields == {}  # nothing editable
+    assert 'name="_save"' not in page
+
+
+def test_the_admin_cannot_add_change_or_delete(admin_client):
+    task = TaskFactory(type="diagnostics.sleep")
+    assert admin_client.post(change_url(task), {"status": "completed", "_save": "Save"}).status_code == 403
+    assert admin_client.get(reverse("admin:tasks_task_add")).status_code == 403
+    assert admin_client.post(reverse("admin:tasks_task_delete", args=[task.pk]), {"post": "yes"}).status_code == 403
+    assert "delete_selected" not in admin_client.get(CHANGELIST).context["action_form"].fields["action"].choices
+    task.refresh_from_db()
+    assert task.status == Task.Status.PENDING
+
+
+def test_cancel_action_cancels_a_cancellable_task(admin_client):
+    task = TaskFactory(type="diagnostics.sleep")
+    assert cancel(admin_client, task) == [(messages.SUCCESS, "Canceled 1 task(s).")]
+    task.refresh_from_db()
+    assert (task.status, task.cancel_attempted) == (Task.Status.CANCELED, True)
+
+
+def test_cancel_action_reports_a_task_that_is_not_cancellable(admin_client):
+    noop = TaskFactory(type="diagnostics.noop")
+    sleeping = TaskFactory(type="diagnostics.sleep")
+    reported = cancel(admin_client, noop, sleeping)
+    assert (
+        messages.ERROR,
+        f"Task {noop.id}: task not cancellable: tasks of type 'diagnostics.noop' cannot be canceled",
+    ) in reported
+    assert (messages.SUCCESS, "Canceled 1 task(s).") in reported
+    noop.refresh_from_db()
+    sleeping.refresh_from_db()
+    assert (noop.status, noop.cancel_attempted) == (Task.Status.PENDING, False)
+    assert sleeping.status == Task.Status.CANCELED
+
+
+def test_cancel_action_warns_about_a_finished_task(admin_client):
+    task = TaskFactory(type="diagnostics.sleep", failed=True)
+    assert cancel(admin_client, task) == [
+        (messages.WARNING, f"Task {task.id} had already finished (failed); marked cancel_attempted.")
+    ]
+    task.refresh_from_db()
+    assert (task.status, task.cancel_attempted) == (Task.Status.FAILED, True)
+
+
+def test_cancel_action_ignores_an_id_that_does_not_exist(admin_client):
+    response = admin_client.post(
+        CHANGELIST, {"action": "cancel_tasks", "index": 0, ACTION_CHECKBOX_NAME: [str(uuid.uuid4())]}, follow=True
+    )
+    assert response.status_code == 200
+    assert [m.level for m in response.context["messages"]] == []
+
+
+def test_heartbeat_changelist_links_to_the_task(admin_client):
+    beat = HeartbeatFactory()
+    response = admin_client.get(reverse("admin:tasks_heartbeat_changelist"))
+    assert response.status_code == 200
+    assert f'<a href="{change_url(beat.task)}">{beat.task.id}</a>' in response.content.decode()
+    assert admin_client.get(reverse("admin:tasks_heartbeat_add")).status_code == 403
+
+
+def test_change_view_caps_a_long_list_of_dependents(admin_client):
+    task = TaskFactory()
+    task.dependents.add(*TaskFactory.create_batch(101))
+    page = admin_client.get(change_url(task)).content.decode()
+    assert page.count("</a> (pending)") == 100
+    assert "and more" in page

@@ -162,6 +162,8 @@ class WorkerPool:
                 try:
                     context = self._inbox.get(timeout=1.0)
                 except queue_module.Empty:
+                    if self._halted.is_set():  # outlived stop(), which took back its sentinel
+                        return
                     continue
                 if context is None:  # stop() has no more work for this worker
                     return

@@ -1,5 +1,6 @@
 """The worker pool in this process: threads, notifications, heartbeats and cancellation."""
 
+import threading
 import time
 
 import pytest
@@ -201,6 +202,10 @@ def test_stop_requeues_a_handler_that_outlives_the_grace_period(start_pool):
     assert time.monotonic() - stopping < 3
     task = Task.objects.get(pk=task_id)
     assert (task.status, task.retries) == (Task.Status.PENDING, 0)
-    # The stubborn run, should it return now, can change nothing.
+    # The stubborn run, when it returns at last, can change nothing.
     recorder.gate("never").set()
+    wait_until(
+        lambda: not any(thread.name.startswith("worker-") for thread in threading.enumerate()),
+        message="the stubborn worker to end",
+    )
     assert status(task_id) == Task.Status.PENDING

@@ -100,15 +100,14 @@ class TaskAdmin(ReadOnlyAdmin):
         canceled = 0
         for task_id in queryset.values_list("id", flat=True):
             try:
-                client.cancel(task_id)
+                previous = client.cancel(task_id)
             except TaskError as exc:
                 self.message_user(request, f"Task {task_id}: {exc}", messages.ERROR)
                 continue
-            status = Task.objects.values_list("status", flat=True).get(pk=task_id)
-            if status == Task.Status.CANCELED:
+            if previous in (Task.Status.PENDING, Task.Status.RUNNING):
                 canceled += 1
             else:
-                message = f"Task {task_id} had already finished ({status}); marked cancel_attempted."
+                message = f"Task {task_id} had already finished ({previous}); marked cancel_attempted."
                 self.message_user(request, message, messages.WARNING)
         if canceled:
             self.message_user(request, f"Canceled {canceled} task(s).", messages.SUCCESS)

@@ -7,10 +7,13 @@ from collections.abc import Iterable
 
 from tasks import queue, registry
 from tasks.conf import tasking
-from tasks.exceptions import InvalidPayload, TaskNotCancellable, TaskNotFound
+from tasks.exceptions import DependencyNotFound, InvalidPayload, InvalidTask, TaskNotCancellable, TaskNotFound
 from tasks.models import Task
 
 logger = logging.getLogger(__name__)
+
+PRIORITY_RANGE = (-(2**31), 2**31 - 1)  # the column is a 32-bit integer
+TEXT_FIELD_LIMIT = 255
 
 
 def enqueue(
@@ -31,10 +34,17 @@ def enqueue(
     """
     registry.get(type)  # raises UnknownTaskType
     payload_json = serialize_payload(payload)
-    try:
-        dependency_ids = [uuid.UUID(str(d)) for d in dependencies]
-    except ValueError as exc:
-        raise TaskNotFound(f"not a task id: {exc}") from None
+    dependency_ids = []
+    for dependency in dependencies:
+        try:
+            dependency_ids.append(uuid.UUID(str(dependency)))
+        except ValueError:
+            raise DependencyNotFound(f"dependency is not a task id: {dependency!r}") from None
+    if not isinstance(priority, int) or not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]:
+        raise InvalidTask(f"priority must be an integer from {PRIORITY_RANGE[0]} to {PRIORITY_RANGE[1]}: {priority!r}")
+    for name, value in (("org_id", org_id), ("account_id", account_id), ("object_type", object_type), ("request_id", request_id)):
+        if value is not None and len(value) > TEXT_FIELD_LIMIT:
+            raise InvalidTask(f"{name} is longer than {TEXT_FIELD_LIMIT} characters")
     task_id, status = queue.enqueue(
         type=type,
         payload_json=payload_json,
@@ -52,8 +62,12 @@ def enqueue(
     return task_id
 
 
-def cancel(task_id: uuid.UUID | str) -> None:
-    """Cancel a task of a cancellable type, and every unfinished task that depends on it."""
+def cancel(task_id: uuid.UUID | str) -> str:
+    """Cancel a task of a cancellable type, and every unfinished task that depends on it.
+
+    Returns the status the task had: a task that had already finished keeps its status (and
+    a failed one loses its pending retry).
+    """
     try:
         task_id = uuid.UUID(str(task_id))
     except ValueError:
@@ -72,6 +86,7 @@ def cancel(task_id: uuid.UUID | str) -> None:
         task["request_id"] or "-",
         previous,
     )
+    return previous
 
 
 def serialize_payload(payload) -> str:

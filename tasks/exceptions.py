@@ -17,6 +17,10 @@ class UnknownTaskType(TaskError):
     """No handler is registered for this type."""
 
 
+class InvalidTask(TaskError):
+    """An enqueue argument cannot be stored (priority out of range, text too long)."""
+
+
 class InvalidPayload(TaskError):
     """The payload cannot be stored: not JSON, or too large."""
 

@@ -70,6 +70,8 @@ class Task(models.Model):
                 name="tasks_retry_due_idx",
                 condition=Q(status="failed", next_retry_time__isnull=False),
             ),
+            # The admin and `manage.py tasks list`: newest first across orgs.
+            models.Index(F("queued_at").desc(), name="tasks_queued_idx"),
             # The user list: newest first within an org.
             models.Index(F("org_id"), F("queued_at").desc(), name="tasks_org_queued_idx"),
             # Active-task lookups by object.

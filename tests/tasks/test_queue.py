@@ -415,3 +415,35 @@ def test_every_query_is_loaded():
 def test_the_loader_rejects_a_duplicate_name():
     with pytest.raises(ValueError, match="defined twice"):
         load_queries("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;\n")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"priority": 2**31}, "InvalidTask", "priority must be an integer"),
+        ({"org_id": "x" * 256}, "InvalidTask", "org_id is longer than 255"),
+        ({"dependencies": ["not-a-uuid"]}, "DependencyNotFound", "dependency is not a task id: 'not-a-uuid'"),
+        ({"payload": {"when": object()}}, "InvalidPayload", "not JSON-serialisable"),
+        ({"payload": {"text": "nul\x00byte"}}, "InvalidPayload", "NUL character"),
+        ({"payload": "x" * (1024 * 1024)}, "InvalidPayload", "over the limit of 1048576"),
+    ],
+)
+def test_bad_enqueue_arguments_get_a_clear_error_and_write_nothing(kwargs, error, message):
+    from tasks import exceptions
+
+    payload = kwargs.pop("payload", {})
+    with pytest.raises(getattr(exceptions, error), match=message):
+        client.enqueue("test.record", payload, **kwargs)
+    assert not Task.objects.exists()
+
+
+def test_client_cancel_returns_the_previous_status():
+    from tasks.exceptions import TaskNotCancellable
+
+    task_id = enqueue("test.gate", payload={"gate": "g"})
+    assert client.cancel(task_id) == Task.Status.PENDING
+    assert client.cancel(task_id) == Task.Status.CANCELED
+    with pytest.raises(TaskNotCancellable, match="cannot be canceled"):
+        client.cancel(enqueue("test.record"))
+    with pytest.raises(TaskNotFound):
+        client.cancel(uuid.uuid4())

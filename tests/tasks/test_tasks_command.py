@@ -60,7 +60,7 @@ def test_enqueue_without_payload_stores_null():
         (["diagnostics.noop", "--payload", "NaN"], r"payload is not JSON-serialisable"),
         (["diagnostics.noop", "--depends-on", "nope"], r"not a task id: 'nope' \(expected a UUID\)"),
         (["diagnostics.noop", "--depends-on", str(uuid.UUID(int=7))], r"dependency does not exist: 0{8}-.*-0{11}7"),
-        (["diagnostics.noop", "--priority", str(2**31)], r"the database refused the task: .*out of range"),
+        (["diagnostics.noop", "--priority", str(2**31)], r"priority must be an integer from -2147483648 to 2147483647"),
     ],
 )
 def test_enqueue_rejects_bad_input(args, message):

@@ -71,3 +71,10 @@ def stubborn(context):
     """Record the run, then wait for the gate named in the payload, ignoring every stop request."""
     recorder.record(context)
     recorder.gate(context.payload["gate"]).wait(30)
+
+
+@handler("test.exits")
+def exits(context):
+    """Raise SystemExit: not an Exception, and still a failure of the task only."""
+    recorder.record(context)
+    raise SystemExit("handler called sys.exit")

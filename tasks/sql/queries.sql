@@ -183,7 +183,8 @@ DELETE FROM task_heartbeats WHERE token = %(token)s;
 WITH due AS (
     SELECT id
     FROM tasks
-    WHERE status = 'failed' AND next_retry_time <= clock_timestamp() AND NOT cancel_attempted
+    -- statement_timestamp(), being stable, lets the retry index bound the scan.
+    WHERE status = 'failed' AND next_retry_time <= statement_timestamp() AND NOT cancel_attempted
     ORDER BY next_retry_time
     LIMIT 1000
     FOR UPDATE SKIP LOCKED

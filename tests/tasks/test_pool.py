@@ -209,3 +209,42 @@ def test_stop_requeues_a_handler_that_outlives_the_grace_period(start_pool):
         message="the stubborn worker to end",
     )
     assert status(task_id) == Task.Status.PENDING
+
+
+def test_a_task_longer_than_the_heartbeat_timeout_is_not_rescued(start_pool):
+    """The original's heartbeat timer could stop for good, so long tasks were run twice."""
+    start_pool(workers=1)
+    task_id = client.enqueue("diagnostics.sleep", {"seconds": 2.5})  # the timeout is 1 s
+    task = wait_for_status(task_id, Task.Status.COMPLETED)
+    assert task.retries == 0
+
+
+def test_a_handler_raising_a_base_exception_fails_its_task_only(start_pool):
+    """The original recorded a non-error panic as completed."""
+    start_pool(workers=1)
+    task_id = client.enqueue("test.exits")
+    failed = wait_for_status(task_id, Task.Status.FAILED)
+    assert failed.error == "SystemExit: handler called sys.exit"
+    after = client.enqueue("test.record")
+    wait_for_status(after, Task.Status.COMPLETED)
+
+
+def test_the_pool_reconnects_and_resubscribes_after_its_connections_are_killed(start_pool):
+    pool = start_pool(workers=2)
+    first = client.enqueue("test.record", {"n": 1})
+    wait_for_status(first, Task.Status.COMPLETED)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= 2  # at least the listener and the dispatcher
+    # A task enqueued now is picked up: by the notification once the listener is back, or
+    # by the re-check the listener asks for after it re-subscribes.
+    second = client.enqueue("test.record", {"n": 2})
+    wait_for_status(second, Task.Status.COMPLETED, timeout=SAFETY_RECHECK)
+    wait_until(pool.listener.subscribed.is_set, message="the listener to re-subscribe")
+    third = client.enqueue("test.record", {"n": 3})
+    enqueued = time.monotonic()
+    wait_for_status(third, Task.Status.COMPLETED, timeout=SAFETY_RECHECK)
+    assert time.monotonic() - enqueued < 1.0

@@ -131,12 +131,13 @@ def test_claim_only_takes_the_given_types():
 
 
 def test_claim_starts_the_run_with_a_token_and_a_heartbeat():
-    task_id = enqueue(payload={"k": "v"})
+    task_id = enqueue(payload={"k": "v"}, account_id="acct-7")
     run = claim_one()
     task = get(task_id)
     assert task.status == Task.Status.RUNNING
     assert task.token == run.token and task.started_at is not None
     assert run.task.payload == {"k": "v"}
+    assert run.task.account_id == "acct-7"  # the original's queue never read it back
     assert Heartbeat.objects.get(token=run.token).task_id == task_id
 
 
@@ -322,10 +323,12 @@ def test_a_shutdown_requeue_does_not_use_a_retry():
     assert get(task_id).retries == 0
 
 
-def test_requeue_past_the_retry_cap_fails_the_task_and_its_dependents():
+@pytest.mark.parametrize("retries", [3, 5])
+def test_requeue_past_the_retry_cap_fails_the_task_and_its_dependents(retries):
+    """The original tested `retries == 3`, so a task past 3 was requeued without end."""
     task_id = enqueue()
     child = enqueue(dependencies=[task_id])
-    Task.objects.filter(pk=task_id).update(retries=3)
+    Task.objects.filter(pk=task_id).update(retries=retries)
     run = claim_one()
     assert queue.requeue(task_id, run.token, count_retry=True) == Task.Status.FAILED
     task = get(task_id)

@@ -5,3 +5,7 @@ import os
 os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
 
 from contentsources.settings import *  # noqa: E402, F403
+
+# Serve static files from the apps (no collectstatic before the tests).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

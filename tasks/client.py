@@ -32,8 +32,36 @@ def enqueue(
 
     Inside a transaction, the task commits (and wakes the workers) with the caller's writes.
     """
+    [task_id] = enqueue_many(
+        type,
+        [payload],
+        dependencies=dependencies,
+        priority=priority,
+        org_id=org_id,
+        account_id=account_id,
+        object_uuid=object_uuid,
+        object_type=object_type,
+        request_id=request_id,
+    )
+    return task_id
+
+
+def enqueue_many(
+    type: str,
+    payloads: Iterable,
+    *,
+    dependencies: Iterable[uuid.UUID | str] = (),
+    priority: int = 0,
+    org_id: str | None = None,
+    account_id: str | None = None,
+    object_uuid: uuid.UUID | None = None,
+    object_type: str | None = None,
+    request_id: str | None = None,
+) -> list[uuid.UUID]:
+    """Queue up one task per payload, all alike but for the payload, in one transaction;
+    return their ids in the order of the payloads. Nothing is queued if one is invalid."""
     registry.get(type)  # raises UnknownTaskType
-    payload_json = serialize_payload(payload)
+    payloads_json = [serialize_payload(payload) for payload in payloads]
     dependency_ids = []
     for dependency in dependencies:
         try:
@@ -45,9 +73,11 @@ def enqueue(
     for name, value in (("org_id", org_id), ("account_id", account_id), ("object_type", object_type), ("request_id", request_id)):
         if value is not None and len(value) > TEXT_FIELD_LIMIT:
             raise InvalidTask(f"{name} is longer than {TEXT_FIELD_LIMIT} characters")
-    task_id, status = queue.enqueue(
+    if not payloads_json:
+        return []
+    task_ids, status = queue.enqueue(
         type=type,
-        payload_json=payload_json,
+        payloads_json=payloads_json,
         dependencies=dependency_ids,
         priority=priority,
         org_id=org_id,
@@ -56,10 +86,20 @@ def enqueue(
         object_type=object_type,
         request_id=request_id,
     )
-    logger.info(
-        "task enqueued task_id=%s type=%s request_id=%s status=%s", task_id, type, request_id or "-", status
-    )
-    return task_id
+    if len(task_ids) == 1:
+        logger.info(
+            "task enqueued task_id=%s type=%s request_id=%s status=%s", task_ids[0], type, request_id or "-", status
+        )
+    else:
+        logger.info(
+            "tasks enqueued count=%d first_task_id=%s type=%s request_id=%s status=%s",
+            len(task_ids),
+            task_ids[0],
+            type,
+            request_id or "-",
+            status,
+        )
+    return task_ids
 
 
 def cancel(task_id: uuid.UUID | str) -> str:

@@ -50,7 +50,7 @@ def clean_error(text: str) -> str:
 def enqueue(
     *,
     type: str,
-    payload_json: str,
+    payloads_json: Sequence[str],
     dependencies: Sequence[uuid.UUID] = (),
     priority: int = 0,
     org_id: str | None = None,
@@ -58,13 +58,14 @@ def enqueue(
     object_uuid: uuid.UUID | None = None,
     object_type: str | None = None,
     request_id: str | None = None,
-) -> tuple[uuid.UUID, str]:
-    """Insert a task and link its dependencies; return its id and status.
+) -> tuple[list[uuid.UUID], str]:
+    """Insert one task per payload, all with the same attributes and dependencies; return
+    their ids and their status.
 
     A task whose dependency has already failed for good or been cancelled is stored
     canceled at once, never left to wait forever.
     """
-    task_id = uuid.uuid4()
+    task_ids = [uuid.uuid4() for _ in payloads_json]
     dependency_ids = sorted(set(dependencies))
     status, error, dependencies_left = Task.Status.PENDING, None, 0
     with transaction.atomic(), connection.cursor() as cursor:
@@ -83,11 +84,11 @@ def enqueue(
             dependencies_left = sum(1 for row in rows if row[1] != Task.Status.COMPLETED)
         _execute(
             cursor,
-            "insert_task",
+            "insert_tasks",
             {
-                "id": task_id,
+                "ids": task_ids,
+                "payloads": list(payloads_json),
                 "type": type,
-                "payload": payload_json,
                 "status": status,
                 "error": error,
                 "org_id": org_id,
@@ -100,10 +101,8 @@ def enqueue(
             },
         )
         if dependency_ids:
-            _execute(cursor, "insert_dependencies", {"id": task_id, "ids": dependency_ids})
-        if status == Task.Status.PENDING and dependencies_left == 0:
-            _execute(cursor, "notify_ready")
-    return task_id, status
+            _execute(cursor, "insert_dependencies", {"ids": task_ids, "dependency_ids": dependency_ids})
+    return task_ids, status
 
 
 def claim(types: Sequence[str], limit: int) -> list[Run]:

@@ -11,23 +11,26 @@ WHERE id = ANY(%(ids)s::uuid[])
 ORDER BY id
 FOR SHARE;
 
--- name: insert_task
--- Insert a new task; it is pending, or canceled at once when a dependency already failed.
-INSERT INTO tasks (id, type, payload, status, error, cancel_attempted, queued_at, org_id,
-                   account_id, object_uuid, object_type, request_id, priority, retries,
-                   dependencies_left)
-VALUES (%(id)s, %(type)s, %(payload)s::jsonb, %(status)s, %(error)s, %(status)s = 'canceled',
-        clock_timestamp(), %(org_id)s, %(account_id)s, %(object_uuid)s, %(object_type)s,
-        %(request_id)s, %(priority)s, 0, %(dependencies_left)s);
+-- name: insert_tasks
+-- Insert new tasks of one type, one per payload: pending, or canceled at once when a
+-- dependency already failed or was canceled. Wakes the waiting pools on commit when they are
+-- ready (Postgres folds repeated notifications within a transaction into one).
+WITH inserted AS (
+    INSERT INTO tasks (id, type, payload, status, error, cancel_attempted, queued_at, org_id,
+                       account_id, object_uuid, object_type, request_id, priority, retries,
+                       dependencies_left)
+    SELECT new.id, %(type)s, new.payload, %(status)s, %(error)s, %(status)s = 'canceled',
+           clock_timestamp(), %(org_id)s, %(account_id)s, %(object_uuid)s, %(object_type)s,
+           %(request_id)s, %(priority)s, 0, %(dependencies_left)s
+    FROM unnest(%(ids)s::uuid[], %(payloads)s::jsonb[]) AS new (id, payload)
+)
+SELECT pg_notify('tasks', '') WHERE %(status)s = 'pending' AND %(dependencies_left)s = 0;
 
 -- name: insert_dependencies
--- Link a new task to its dependencies.
+-- Link new tasks to their dependencies.
 INSERT INTO task_dependencies (task_id, dependency_id)
-SELECT %(id)s, unnest(%(ids)s::uuid[]);
-
--- name: notify_ready
--- Wake the waiting pools on commit; Postgres folds repeats within one transaction into one.
-SELECT pg_notify('tasks', '');
+SELECT task_id, dependency_id
+FROM unnest(%(ids)s::uuid[]) AS task_id CROSS JOIN unnest(%(dependency_ids)s::uuid[]) AS dependency_id;
 
 -- name: claim
 -- Claim up to `limit` ready tasks of the given types, highest priority first, then oldest;

@@ -450,3 +450,21 @@ def test_client_cancel_returns_the_previous_status():
         client.cancel(enqueue("test.record"))
     with pytest.raises(TaskNotFound):
         client.cancel(uuid.uuid4())
+
+
+def test_enqueue_many_queues_one_task_per_payload_in_order():
+    parent = enqueue()
+    ids = client.enqueue_many("test.record", [{"n": n} for n in range(5)], dependencies=[parent], priority=1)
+    tasks = {task.id: task for task in Task.objects.filter(pk__in=ids).prefetch_related("dependencies")}
+    assert [tasks[task_id].payload for task_id in ids] == [{"n": n} for n in range(5)]
+    assert all(task.priority == 1 and task.dependencies_left == 1 for task in tasks.values())
+    assert all([d.id for d in task.dependencies.all()] == [parent] for task in tasks.values())
+
+
+def test_enqueue_many_queues_nothing_when_one_payload_is_invalid():
+    from tasks.exceptions import InvalidPayload
+
+    with pytest.raises(InvalidPayload):
+        client.enqueue_many("test.record", [{"n": 1}, {"n": object()}])
+    assert not Task.objects.exists()
+    assert client.enqueue_many("test.record", []) == []

@@ -1,6 +1,7 @@
 """Structured logging of tasks: every line about a task carries its id, type and request id."""
 
 import logging
+import re
 
 
 def task_fields(task) -> str:
@@ -16,3 +17,18 @@ class TaskLogger(logging.LoggerAdapter):
 
 def task_logger(task, name: str = "tasks.handler") -> TaskLogger:
     return TaskLogger(logging.getLogger(name), {"fields": task_fields(task)})
+
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<password>[^/\s@]+)@")
+
+
+def redact(text: str) -> str:
+    """Hide the password of every `scheme://user:password@host` URL in the text."""
+    return _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats as usual, then hides URL passwords: payloads and error texts reach the logs."""
+
+    def format(self, record):
+        return redact(super().format(record))

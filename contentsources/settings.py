@@ -28,6 +28,10 @@ else:
 
     DATABASES = {"default": database_settings(BASE_DIR / ".pgdata")}
     EMBEDDED_DATABASE = True
+# The queue's statements are prepared once per connection (tasks/queue.py binds them on the
+# server); the ORM binds on the client and prepares nothing. Django turns preparing off unless
+# it is given a threshold.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured(
         "DATABASE_URL must point at PostgreSQL (postgres://...): the task queue needs "

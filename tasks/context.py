@@ -25,6 +25,9 @@ class TaskContext:
         self.logger = task_logger(run.task)
         self._stop = threading.Event()
         self.stop_reason: StopReason | None = None
+        # Set when the handler has returned: its end is being recorded, so a missing
+        # heartbeat then means the end was written, not that the run lost its task.
+        self.ended = False
 
     def request_stop(self, reason: StopReason) -> None:
         if self.stop_reason is None:

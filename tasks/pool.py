@@ -1,8 +1,10 @@
 """The worker pool: threads that claim, run and finish tasks, beat for them, and rescue others'.
 
 Threads and the connections they own (each Django connection is per thread):
-- dispatcher: claims as many ready tasks as there are idle workers, in one statement;
-- worker-N: runs one task at a time and finishes it (its own Django connection);
+- dispatcher: the pool's hot path. In one transaction it records the ends of the runs the
+  workers finished and claims as many ready tasks as there are idle workers, so that many
+  tasks cost a few statements;
+- worker-N: runs one handler at a time; it never touches the database for the run's end;
 - heartbeat: refreshes the heartbeats of this pool's runs and stops runs that lost their task;
 - janitor: requeues the tasks of dead workers and retries failed tasks whose time has come;
 - listener: one psycopg connection LISTENing for wake-ups and cancellations (tasks.listener);
@@ -16,7 +18,7 @@ import time
 import uuid
 
 from django.db import Error as DatabaseError
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 
 from tasks import queue, registry
 from tasks.backoff import Backoff
@@ -25,6 +27,7 @@ from tasks.context import StopReason, TaskContext
 from tasks.listener import Listener
 from tasks.log import task_fields
 from tasks.models import Task
+from tasks.queue import Ending, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +43,19 @@ class WorkerPool:
         self.types = list(types)
         self.conf = conf
         self._handlers = {type_: registry.get(type_) for type_ in self.types}
-        self._draining = threading.Event()  # take no new task; dispatcher, janitor and workers end
+        self._draining = threading.Event()  # take no new task; the janitor ends
+        self._workers_done = threading.Event()  # the dispatcher records what is left and ends
         self._halted = threading.Event()  # heartbeat and listener end too
-        self._wake = threading.Event()  # the queue may hold ready tasks
         self._beat_now = threading.Event()  # refresh heartbeats at once (after a reconnect)
         self._lock = threading.Lock()  # guards _running and _early_cancels
-        self._running: dict[uuid.UUID, TaskContext] = {}
+        self._running: dict[uuid.UUID, TaskContext] = {}  # claimed, until their end is recorded
         self._early_cancels: dict[uuid.UUID, float] = {}
-        self._slots = threading.Condition()  # guards _idle
+        # The dispatcher's condition: idle workers, ends to record, and "the queue may hold tasks".
+        self._dispatch = threading.Condition()
         self._idle = workers
-        self._inbox: queue_module.Queue[TaskContext | None] = queue_module.Queue()
+        self._outcomes: list[Outcome] = []
+        self._may_have_tasks = True
+        self._inbox: queue_module.SimpleQueue[TaskContext | None] = queue_module.SimpleQueue()
         self.listener = Listener(self, self._halted)
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True)
         self._janitor = threading.Thread(target=self._janitor_loop, name="janitor", daemon=True)
@@ -67,11 +73,13 @@ class WorkerPool:
 
     def wake(self) -> None:
         """The queue may hold ready tasks (a NOTIFY on `tasks`)."""
-        self._wake.set()
+        with self._dispatch:
+            self._may_have_tasks = True
+            self._dispatch.notify()
 
     def recheck(self) -> None:
         """Look at the queue and at our runs' state now: notifications may have been missed."""
-        self._wake.set()
+        self.wake()
         self._beat_now.set()
 
     def cancel(self, task_id: uuid.UUID) -> None:
@@ -96,21 +104,22 @@ class WorkerPool:
     def stop(self, grace: float) -> None:
         """Take no new task, signal the running handlers, wait up to `grace` seconds for them,
         requeue what is left without counting a retry, and close every connection."""
+        deadline = time.monotonic() + grace
         self._draining.set()
-        self._wake.set()
+        with self._dispatch:
+            self._dispatch.notify()
         for context in self.running():
             context.request_stop(StopReason.SHUTDOWN)
-        deadline = time.monotonic() + grace
-        self._dispatcher.join(timeout=max(grace, 1.0))
         for _ in self._workers:
             self._inbox.put(None)  # after every claimed task: FIFO
         for worker in self._workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
-        leftovers = self.running()
-        while not self._inbox.empty():
-            if (context := self._inbox.get_nowait()) is not None:
-                leftovers.append(context)
-        for context in leftovers:
+        self._workers_done.set()
+        with self._dispatch:
+            self._dispatch.notify()
+        self._dispatcher.join(timeout=max(1.0, deadline - time.monotonic()))
+        # Runs still registered: handlers that outlived the grace, claims no worker started.
+        for context in self.running():
             self._requeue_for_shutdown(context)
         self._halted.set()
         self._beat_now.set()
@@ -121,111 +130,103 @@ class WorkerPool:
     # --- dispatcher ---------------------------------------------------------------------
 
     def _dispatch_loop(self) -> None:
-        backoff = Backoff(self._draining)
+        backoff = Backoff(self._halted)
+        next_check = time.monotonic() + SAFETY_RECHECK
         try:
-            while not self._draining.is_set():
-                with self._slots:
-                    self._slots.wait_for(lambda: self._idle > 0 or self._draining.is_set(), timeout=1.0)
-                    idle = self._idle
-                if idle == 0 or self._draining.is_set():
+            while True:
+                with self._dispatch:
+                    self._dispatch.wait_for(self._dispatcher_has_work, timeout=max(0.0, next_check - time.monotonic()))
+                    if time.monotonic() >= next_check:  # the safety re-check
+                        self._may_have_tasks = True
+                        next_check = time.monotonic() + SAFETY_RECHECK
+                    outcomes, self._outcomes = self._outcomes, []
+                    claiming = not self._draining.is_set() and self._may_have_tasks
+                    limit = self._idle if claiming else 0
+                    self._may_have_tasks = False
+                if not outcomes and limit == 0:
+                    if self._workers_done.is_set():
+                        return
                     continue
-                self._wake.clear()
                 try:
-                    runs = queue.claim(self.types, idle)
+                    recorded = queue.finish_and_claim(outcomes, self.types, limit)
                 except DatabaseError as exc:
-                    logger.warning("claiming tasks failed error=%r", exc)
+                    logger.warning("recording ends and claiming tasks failed error=%r", exc)
+                    with self._dispatch:  # nothing was written: try again
+                        self._outcomes[:0] = outcomes
+                        self._may_have_tasks = self._may_have_tasks or claiming
                     backoff.failed()
                     continue
                 backoff.succeeded()
-                for run in runs:
-                    self._hand_out(run)
-                if len(runs) < idle:
-                    self._wake.wait(SAFETY_RECHECK)
+                self._after_record(outcomes, recorded)
+                if len(recorded.claimed) == limit > 0:
+                    self.wake()  # a full batch: there may be more
+                else:
+                    next_check = time.monotonic() + SAFETY_RECHECK
         finally:
             connection.close()
 
-    def _hand_out(self, run: queue.Run) -> None:
-        context = TaskContext(run)
+    def _dispatcher_has_work(self) -> bool:
+        return bool(self._outcomes) or (self._idle > 0 and self._may_have_tasks) or self._workers_done.is_set()
+
+    def _after_record(self, outcomes: list[Outcome], recorded: queue.Recorded) -> None:
         with self._lock:
-            self._running[run.task.id] = context
-            if self._early_cancels.pop(run.task.id, None) is not None:
-                context.request_stop(StopReason.CANCELED)
-        with self._slots:
-            self._idle -= 1
-        self._inbox.put(context)
+            for outcome in outcomes:
+                self._running.pop(outcome.run.task.id, None)
+        for outcome in outcomes:
+            _log_end(outcome, recorded.owned)
+        if not recorded.claimed:
+            return
+        contexts = [TaskContext(run) for run in recorded.claimed]
+        with self._lock:
+            for context in contexts:
+                self._running[context.task.id] = context
+                if self._early_cancels.pop(context.task.id, None) is not None:
+                    context.request_stop(StopReason.CANCELED)
+        with self._dispatch:
+            self._idle -= len(contexts)
+        for context in contexts:
+            self._inbox.put(context)
 
     # --- workers ------------------------------------------------------------------------
 
     def _work_loop(self) -> None:
-        try:
-            while True:
-                try:
-                    context = self._inbox.get(timeout=1.0)
-                except queue_module.Empty:
-                    if self._halted.is_set():  # outlived stop(), which took back its sentinel
-                        return
-                    continue
-                if context is None:  # stop() has no more work for this worker
+        while True:
+            try:
+                context = self._inbox.get(timeout=1.0)
+            except queue_module.Empty:
+                if self._halted.is_set():  # outlived stop(), which requeued its run
                     return
-                if self._draining.is_set():
-                    self._requeue_for_shutdown(context)
-                else:
-                    self._run(context)
-                with self._slots:
-                    self._idle += 1
-                    self._slots.notify()
-        finally:
-            connection.close()
+                continue
+            if context is None:  # stop() has no more work for this worker
+                return
+            if self._draining.is_set():
+                outcome = Outcome(context.run, Ending.REQUEUE)
+            else:
+                outcome = self._run(context)
+            context.ended = True
+            with self._dispatch:
+                self._outcomes.append(outcome)
+                self._idle += 1
+                self._dispatch.notify()
 
-    def _run(self, context: TaskContext) -> None:
+    def _run(self, context: TaskContext) -> Outcome:
         task = context.task
         handler = self._handlers[task.type]
         logger.info("task started %s retries=%d", task_fields(task), task.retries)
-        error = None
         try:
             handler.function(context)
         except BaseException as exc:  # a handler must never take its worker down
             error = exc
-        with self._lock:
-            self._running.pop(task.id, None)
-        self._finish(context, handler, error)
-
-    def _finish(self, context: TaskContext, handler: registry.Handler, error: BaseException | None) -> None:
-        task, run, reason = context.task, context.run, context.stop_reason
-        fields = task_fields(task)
-        backoff = Backoff(self._halted)
-        while True:
-            try:
-                if reason in (StopReason.CANCELED, StopReason.LOST) and error is not None:
-                    # The run stopped because it no longer owns its task: nothing to write.
-                    logger.info("task stopped %s reason=%s", fields, reason)
-                elif error is None:
-                    if queue.complete(run):
-                        logger.info("task completed %s", fields)
-                    else:
-                        logger.info("task result discarded: the run lost its task %s reason=%s", fields, reason)
-                elif reason is StopReason.SHUTDOWN:
-                    self._requeue_for_shutdown(context)
-                else:
-                    owned, retry_at = queue.fail(run, _error_text(error), requeueable=handler.requeueable)
-                    if not owned:
-                        logger.info("task failure discarded: the run lost its task %s", fields)
-                    else:
-                        retry = retry_at.isoformat() if retry_at else "never"
-                        logger.warning("task failed %s retry_at=%s", fields, retry, exc_info=error)
-                return
-            except (OperationalError, InterfaceError) as exc:
-                # The database is unreachable: retry, and leave the task to the heartbeat
-                # rescue if the pool stops first.
-                if self._halted.is_set():
-                    logger.error("could not record the end of a task %s error=%r", fields, exc)
-                    return
-                logger.warning("recording the end of a task failed, retrying %s error=%r", fields, exc)
-                backoff.failed()
-            except DatabaseError:
-                logger.exception("could not record the end of a task %s", fields)
-                connection.close()
-                return
+        else:
+            return Outcome(context.run, Ending.COMPLETED)
+        reason = context.stop_reason
+        if reason is StopReason.SHUTDOWN:
+            return Outcome(context.run, Ending.REQUEUE)
+        if reason is not None:
+            logger.info("task stopped %s reason=%s", task_fields(task), reason)
+            return Outcome(context.run, Ending.STOPPED)
+        logger.warning("task handler raised %s", task_fields(task), exc_info=error)
+        return Outcome(context.run, Ending.FAILED, _error_text(error), handler.requeueable)
 
     def _requeue_for_shutdown(self, context: TaskContext) -> None:
         with self._lock:
@@ -263,6 +264,8 @@ class WorkerPool:
                 backoff.succeeded()
                 for token in lost:
                     context = contexts[token]
+                    if context.ended:
+                        continue
                     canceled = statuses.get(context.task.id) == Task.Status.CANCELED
                     context.request_stop(StopReason.CANCELED if canceled else StopReason.LOST)
                     logger.warning(
@@ -294,6 +297,22 @@ class WorkerPool:
                 backoff.succeeded()
         finally:
             connection.close()
+
+
+def _log_end(outcome: Outcome, owned: dict) -> None:
+    fields = task_fields(outcome.run.task)
+    task_id = outcome.run.task.id
+    if outcome.ending is Ending.STOPPED:
+        return
+    if task_id not in owned:
+        logger.info("task end discarded: the run no longer owned its task %s ending=%s", fields, outcome.ending)
+    elif outcome.ending is Ending.COMPLETED:
+        logger.info("task completed %s", fields)
+    elif outcome.ending is Ending.REQUEUE:
+        logger.info("task requeued for shutdown %s", fields)
+    else:
+        retry_at = owned[task_id]
+        logger.warning("task failed %s retry_at=%s", fields, retry_at.isoformat() if retry_at else "never")
 
 
 def _error_text(error: BaseException) -> str:

@@ -8,9 +8,12 @@ Each operation is atomic. It runs on the calling thread's Django connection, ins
 import json
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
+import psycopg
 from django.db import connection, transaction
 
 from tasks.conf import ERROR_LIMIT, MAX_RETRIES, tasking
@@ -36,8 +39,19 @@ class Run:
     token: uuid.UUID
 
 
+@contextmanager
+def _cursor():
+    """A cursor on this thread's Django connection (and so in its transaction) that binds
+    parameters on the server, so that each statement is prepared once per connection instead
+    of planned at every call. Errors are Django's, as from `_cursor()`."""
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
+
+
 def _execute(cursor, name: str, params=None) -> list[tuple]:
-    cursor.execute(QUERIES[name], params)
+    cursor.execute(QUERIES[name], params, prepare=True)
     return cursor.fetchall() if cursor.description else []
 
 
@@ -67,74 +81,119 @@ def enqueue(
     """
     task_ids = [uuid.uuid4() for _ in payloads_json]
     dependency_ids = sorted(set(dependencies))
-    status, error, dependencies_left = Task.Status.PENDING, None, 0
-    with transaction.atomic(), connection.cursor() as cursor:
-        if dependency_ids:
-            rows = _execute(cursor, "lock_dependencies", {"ids": dependency_ids})
-            missing = set(dependency_ids) - {row[0] for row in rows}
-            if missing:
-                raise DependencyNotFound(
-                    f"dependency does not exist: {', '.join(sorted(map(str, missing)))}"
-                )
-            for _, dep_status, next_retry_time in rows:
-                if dep_status == Task.Status.CANCELED:
-                    status, error = Task.Status.CANCELED, PARENT_CANCELED
-                elif dep_status == Task.Status.FAILED and next_retry_time is None:
-                    status, error = Task.Status.CANCELED, PARENT_FAILED
-            dependencies_left = sum(1 for row in rows if row[1] != Task.Status.COMPLETED)
-        _execute(
-            cursor,
-            "insert_tasks",
-            {
-                "ids": task_ids,
-                "payloads": list(payloads_json),
-                "type": type,
-                "status": status,
-                "error": error,
-                "org_id": org_id,
-                "account_id": account_id,
-                "object_uuid": object_uuid,
-                "object_type": object_type,
-                "request_id": request_id,
-                "priority": priority,
-                "dependencies_left": dependencies_left,
-            },
-        )
-        if dependency_ids:
-            _execute(cursor, "insert_dependencies", {"ids": task_ids, "dependency_ids": dependency_ids})
-    return task_ids, status
+    insert = {
+        "ids": task_ids,
+        "payloads": list(payloads_json),
+        "type": type,
+        "status": Task.Status.PENDING,
+        "error": None,
+        "org_id": org_id,
+        "account_id": account_id,
+        "object_uuid": object_uuid,
+        "object_type": object_type,
+        "request_id": request_id,
+        "priority": priority,
+        "dependencies_left": 0,
+    }
+    if not dependency_ids:
+        # One statement, atomic by itself (or part of the caller's transaction).
+        with _cursor() as cursor:
+            _execute(cursor, "insert_tasks", insert)
+        return task_ids, Task.Status.PENDING
+    with transaction.atomic(), _cursor() as cursor:
+        rows = _execute(cursor, "lock_dependencies", {"ids": dependency_ids})
+        missing = set(dependency_ids) - {row[0] for row in rows}
+        if missing:
+            raise DependencyNotFound(f"dependency does not exist: {', '.join(sorted(map(str, missing)))}")
+        for _, dependency_status, next_retry_time in rows:
+            if dependency_status == Task.Status.CANCELED:
+                insert.update(status=Task.Status.CANCELED, error=PARENT_CANCELED)
+            elif dependency_status == Task.Status.FAILED and next_retry_time is None:
+                insert.update(status=Task.Status.CANCELED, error=PARENT_FAILED)
+        insert["dependencies_left"] = sum(1 for row in rows if row[1] != Task.Status.COMPLETED)
+        _execute(cursor, "insert_tasks", insert)
+        _execute(cursor, "insert_dependencies", {"ids": task_ids, "dependency_ids": dependency_ids})
+    return task_ids, insert["status"]
+
+
+class Ending(StrEnum):
+    """How a run ended, as the worker saw it."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REQUEUE = "requeue"  # interrupted by a shutdown: back to pending, no retry used
+    STOPPED = "stopped"  # canceled or lost: the run owns nothing, so nothing to write
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run: Run
+    ending: Ending
+    error: str | None = None
+    requeueable: bool = False
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What `finish_and_claim` did: the outcomes whose run still owned its task (with the
+    retry time of a failure, None when final), and the newly claimed runs."""
+
+    owned: dict[uuid.UUID, datetime | None]
+    claimed: list[Run]
+
+
+def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: int) -> Recorded:
+    """Record the ends of runs and claim up to `limit` new ones, in one transaction.
+
+    A pool calls this from one thread, so that the ends of many runs and the next claims
+    cost a few statements, not a few per task.
+    """
+    owned: dict[uuid.UUID, datetime | None] = {}
+    with transaction.atomic(), _cursor() as cursor:
+        completed = [o.run for o in outcomes if o.ending is Ending.COMPLETED]
+        if completed:
+            params = {"ids": [run.task.id for run in completed], "tokens": [run.token for run in completed]}
+            done = [row[0] for row in _execute(cursor, "complete", params)]
+            if done:
+                _execute(cursor, "release_dependents", {"ids": done})
+            owned.update(dict.fromkeys(done))
+        for outcome in outcomes:
+            task_id, token = outcome.run.task.id, outcome.run.token
+            if outcome.ending is Ending.FAILED:
+                was_owned, retry_at = _fail(cursor, task_id, token, outcome.error, requeueable=outcome.requeueable)
+                if was_owned:
+                    owned[task_id] = retry_at
+            elif outcome.ending is Ending.REQUEUE:
+                if _requeue(cursor, task_id, token, count_retry=False) is not None:
+                    owned[task_id] = None
+        claimed = _execute(cursor, "claim", {"types": list(types), "limit": limit}) if limit > 0 else []
+    runs = sorted(map(_run_from_row, claimed), key=lambda run: (-run.task.priority, run.task.queued_at, run.task.id))
+    return Recorded(owned=owned, claimed=runs)
+
+
+def _run_from_row(row) -> Run:
+    fields = dict(zip(_CLAIMED_FIELDS, row))
+    if fields["payload"] is not None:
+        fields["payload"] = json.loads(fields["payload"])
+    return Run(task=Task(status=Task.Status.RUNNING, **fields), token=fields["token"])
 
 
 def claim(types: Sequence[str], limit: int) -> list[Run]:
     """Claim up to `limit` ready tasks of `types`, in pick order."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        rows = _execute(cursor, "claim", {"types": list(types), "limit": limit})
-    runs = []
-    for row in rows:
-        fields = dict(zip(_CLAIMED_FIELDS, row))
-        token = fields["token"]
-        task = Task(status=Task.Status.RUNNING, **fields)
-        task.payload = None if fields["payload"] is None else json.loads(fields["payload"])
-        runs.append(Run(task=task, token=token))
-    runs.sort(key=lambda run: (-run.task.priority, run.task.queued_at, run.task.id))
-    return runs
+    return finish_and_claim([], types, limit).claimed
 
 
 def complete(run: Run) -> bool:
     """Finish a run as completed; False if the run no longer owned its task."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        done = _execute(cursor, "complete", {"id": run.task.id, "token": run.token})
-        if done:
-            _execute(cursor, "release_dependents", {"ids": [run.task.id]})
-    return bool(done)
+    return run.task.id in finish_and_claim([Outcome(run, Ending.COMPLETED)], [], 0).owned
 
 
 def fail(run: Run, error: str, *, requeueable: bool) -> tuple[bool, datetime | None]:
     """Finish a run as failed. Returns whether the run still owned its task, and the time of
     the automatic retry (None when the failure is final and its dependents are cancelled).
     """
-    with transaction.atomic(), connection.cursor() as cursor:
-        return _fail(cursor, run.task.id, run.token, error, requeueable=requeueable)
+    owned = finish_and_claim([Outcome(run, Ending.FAILED, error, requeueable)], [], 0).owned
+    return run.task.id in owned, owned.get(run.task.id)
 
 
 def _fail(cursor, task_id, token, error: str, *, requeueable: bool):
@@ -165,7 +224,7 @@ def requeue(task_id: uuid.UUID, token: uuid.UUID, *, count_retry: bool) -> str |
     retries; a shutdown requeue does not count. Returns the new status, or None if the run
     no longer owned its task.
     """
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(), _cursor() as cursor:
         return _requeue(cursor, task_id, token, count_retry=count_retry)
 
 
@@ -183,7 +242,7 @@ def cancel(task_id: uuid.UUID) -> str:
 
     A finished task keeps its status but gets cancel_attempted, which stops a pending retry.
     """
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(), _cursor() as cursor:
         rows = _execute(cursor, "cancel", {"id": task_id})
         if not rows:
             raise TaskNotFound(f"task does not exist: {task_id}")
@@ -204,7 +263,7 @@ def _cancel_descendants(cursor, task_ids: Iterable[uuid.UUID], reason: str) -> N
 
 def refresh_heartbeats(tokens: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     """Beat for these runs; return the tokens whose run no longer owns its task."""
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(), _cursor() as cursor:
         alive = {row[0] for row in _execute(cursor, "refresh_heartbeats", {"tokens": list(tokens)})}
     return set(tokens) - alive
 
@@ -215,7 +274,7 @@ def requeue_stale(timeout: float) -> list[tuple[uuid.UUID, str]]:
     Returns (task id, new status) for each rescued task.
     """
     rescued = []
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(), _cursor() as cursor:
         for task_id, token in _execute(cursor, "stale_heartbeats", {"timeout": timeout}):
             status = _requeue(cursor, task_id, token, count_retry=True)
             if status is None:
@@ -227,13 +286,13 @@ def requeue_stale(timeout: float) -> list[tuple[uuid.UUID, str]]:
 
 def retry_failed() -> list[uuid.UUID]:
     """Requeue the failed tasks whose retry time has come; return their ids."""
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(), _cursor() as cursor:
         return [row[0] for row in _execute(cursor, "retry_failed")]
 
 
 def update_payload(run: Run, payload_json: str) -> bool:
     """Save a run's payload; False if the run no longer owns its task."""
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(), _cursor() as cursor:
         return bool(_execute(cursor, "update_payload", {"id": run.task.id, "token": run.token, "payload": payload_json}))
 
 

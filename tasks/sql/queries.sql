@@ -19,12 +19,12 @@ WITH inserted AS (
     INSERT INTO tasks (id, type, payload, status, error, cancel_attempted, queued_at, org_id,
                        account_id, object_uuid, object_type, request_id, priority, retries,
                        dependencies_left)
-    SELECT new.id, %(type)s, new.payload, %(status)s, %(error)s, %(status)s = 'canceled',
-           clock_timestamp(), %(org_id)s, %(account_id)s, %(object_uuid)s, %(object_type)s,
-           %(request_id)s, %(priority)s, 0, %(dependencies_left)s
+    SELECT new.id, %(type)s::text, new.payload, %(status)s::text, %(error)s::text, %(status)s::text = 'canceled',
+           clock_timestamp(), %(org_id)s::text, %(account_id)s::text, %(object_uuid)s::uuid, %(object_type)s::text,
+           %(request_id)s::text, %(priority)s::int, 0, %(dependencies_left)s::int
     FROM unnest(%(ids)s::uuid[], %(payloads)s::jsonb[]) AS new (id, payload)
 )
-SELECT pg_notify('tasks', '') WHERE %(status)s = 'pending' AND %(dependencies_left)s = 0;
+SELECT pg_notify('tasks', '') WHERE %(status)s::text = 'pending' AND %(dependencies_left)s::int = 0;
 
 -- name: insert_dependencies
 -- Link new tasks to their dependencies.
@@ -40,7 +40,7 @@ WITH picked AS (
     FROM tasks
     WHERE status = 'pending' AND dependencies_left = 0 AND type = ANY(%(types)s::text[])
     ORDER BY priority DESC, queued_at, id
-    LIMIT %(limit)s
+    LIMIT %(limit)s::int
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE tasks t
@@ -56,29 +56,35 @@ WITH picked AS (
 SELECT * FROM claimed;
 
 -- name: complete
--- Finish a run as completed, if the run still owns its task.
+-- Finish runs as completed: those that still own their task.
 WITH done AS (
-    UPDATE tasks
+    UPDATE tasks t
     SET status = 'completed', finished_at = clock_timestamp(), error = NULL, next_retry_time = NULL
-    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
-    RETURNING id
-), beat AS (
-    DELETE FROM task_heartbeats WHERE token = %(token)s AND EXISTS (SELECT FROM done)
+    FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS run (id, token)
+    WHERE t.id = run.id AND t.token = run.token AND t.status = 'running'
+    RETURNING t.id, t.token
+), beats AS (
+    DELETE FROM task_heartbeats h USING done WHERE h.token = done.token
 )
 SELECT id FROM done;
 
 -- name: release_dependents
--- Count a completed task off its dependents, and wake the pools if one became ready.
+-- Count completed tasks off their dependents, and wake the pools if one became ready.
 -- It runs as a statement of its own after `complete`, so that its snapshot sees a dependent
--- whose enqueue was waiting on the completed task's row lock.
-WITH released AS (
+-- whose enqueue was waiting on a completed task's row lock. Dependents are locked in id
+-- order, so that pools completing parents of the same children do not deadlock.
+WITH counts AS (
+    SELECT task_id, count(*) AS n
+    FROM task_dependencies
+    WHERE dependency_id = ANY(%(ids)s::uuid[])
+    GROUP BY task_id
+), locked AS (
+    SELECT t.id FROM tasks t JOIN counts ON counts.task_id = t.id ORDER BY t.id FOR UPDATE OF t
+), released AS (
     UPDATE tasks t
-    SET dependencies_left = t.dependencies_left - d.n
-    FROM (SELECT task_id, count(*) AS n
-          FROM task_dependencies
-          WHERE dependency_id = ANY(%(ids)s::uuid[])
-          GROUP BY task_id) d
-    WHERE t.id = d.task_id
+    SET dependencies_left = t.dependencies_left - counts.n
+    FROM counts JOIN locked ON locked.id = counts.task_id
+    WHERE t.id = counts.task_id
     RETURNING t.dependencies_left, t.status
 )
 SELECT pg_notify('tasks', '')
@@ -89,16 +95,16 @@ WHERE EXISTS (SELECT FROM released WHERE dependencies_left = 0 AND status = 'pen
 -- cap gets its next retry time: now + upper_bound / (max_retries - retries + 1).
 WITH failed AS (
     UPDATE tasks
-    SET status = 'failed', finished_at = clock_timestamp(), error = %(error)s,
+    SET status = 'failed', finished_at = clock_timestamp(), error = %(error)s::text,
         next_retry_time = CASE
-            WHEN %(requeueable)s AND retries < %(max_retries)s AND NOT cancel_attempted
+            WHEN %(requeueable)s::bool AND retries < %(max_retries)s::int AND NOT cancel_attempted
             THEN clock_timestamp()
-                 + make_interval(secs => floor(%(upper_bound)s / (%(max_retries)s - retries + 1)))
+                 + make_interval(secs => floor(%(upper_bound)s::float8 / (%(max_retries)s::int - retries + 1)))
         END
-    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+    WHERE id = %(id)s::uuid AND token = %(token)s::uuid AND status = 'running'
     RETURNING id, next_retry_time
 ), beat AS (
-    DELETE FROM task_heartbeats WHERE token = %(token)s AND EXISTS (SELECT FROM failed)
+    DELETE FROM task_heartbeats WHERE token = %(token)s::uuid AND EXISTS (SELECT FROM failed)
 )
 SELECT id, next_retry_time FROM failed;
 
@@ -109,11 +115,11 @@ WITH requeued AS (
     UPDATE tasks
     SET status = 'pending', token = NULL, started_at = NULL, error = NULL, next_retry_time = NULL,
         retries = retries + %(count_retry)s::int
-    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
-      AND (%(count_retry)s = 0 OR retries < %(max_retries)s)
+    WHERE id = %(id)s::uuid AND token = %(token)s::uuid AND status = 'running'
+      AND (%(count_retry)s::int = 0 OR retries < %(max_retries)s::int)
     RETURNING id
 ), beat AS (
-    DELETE FROM task_heartbeats WHERE token = %(token)s AND EXISTS (SELECT FROM requeued)
+    DELETE FROM task_heartbeats WHERE token = %(token)s::uuid AND EXISTS (SELECT FROM requeued)
 )
 SELECT id, pg_notify('tasks', '') FROM requeued;
 
@@ -122,7 +128,7 @@ SELECT id, pg_notify('tasks', '') FROM requeued;
 -- which also stops the automatic retry of a failed one. A running one is told on cancel_task.
 -- Returns the status the task had before.
 WITH target AS (
-    SELECT id, status, next_retry_time FROM tasks WHERE id = %(id)s FOR UPDATE
+    SELECT id, status, next_retry_time FROM tasks WHERE id = %(id)s::uuid FOR UPDATE
 ), updated AS (
     UPDATE tasks t
     SET cancel_attempted = true,
@@ -150,7 +156,7 @@ WITH doomed AS (
     FOR UPDATE OF t
 ), canceled AS (
     UPDATE tasks t
-    SET status = 'canceled', error = %(reason)s, cancel_attempted = true, next_retry_time = NULL
+    SET status = 'canceled', error = %(reason)s::text, cancel_attempted = true, next_retry_time = NULL
     FROM doomed
     WHERE t.id = doomed.id
 ), beats AS (
@@ -172,14 +178,14 @@ RETURNING h.token;
 -- never rescue the same run.
 SELECT id, token
 FROM task_heartbeats
-WHERE heartbeat < clock_timestamp() - make_interval(secs => %(timeout)s)
+WHERE heartbeat < clock_timestamp() - make_interval(secs => %(timeout)s::float8)
 ORDER BY heartbeat
 LIMIT 100
 FOR UPDATE SKIP LOCKED;
 
 -- name: delete_heartbeat
 -- Drop a heartbeat whose run no longer owns its task.
-DELETE FROM task_heartbeats WHERE token = %(token)s;
+DELETE FROM task_heartbeats WHERE token = %(token)s::uuid;
 
 -- name: retry_failed
 -- Put failed tasks whose retry time has come back to pending, counting a retry.
@@ -204,5 +210,5 @@ SELECT id, pg_notify('tasks', '') FROM retried;
 -- name: update_payload
 -- Save a run's progress, if the run still owns its task.
 UPDATE tasks SET payload = %(payload)s::jsonb
-WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+WHERE id = %(id)s::uuid AND token = %(token)s::uuid AND status = 'running'
 RETURNING id;

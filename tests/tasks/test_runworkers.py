@@ -62,9 +62,9 @@ def test_cancel_reaches_a_handler_in_another_process_within_a_second(runworkers)
 
 
 def test_two_processes_share_the_queue_without_running_a_task_twice(runworkers):
-    ids = [client.enqueue("diagnostics.noop", {"n": n}) for n in range(400)]
     first = runworkers("--workers", "4")
     second = runworkers("--workers", "4")
+    ids = client.enqueue_many("diagnostics.noop", [{"n": n} for n in range(2000)])
     wait_until(
         lambda: Task.objects.filter(status=Task.Status.COMPLETED).count() == len(ids),
         timeout=60,

@@ -1,5 +1,5 @@
 # The two entry points of the README. Both create .venv (Python >= 3.12) on first use.
-.PHONY: run test
+.PHONY: run test bench
 
 run:
 	scripts/bootstrap requirements.txt
@@ -9,3 +9,9 @@ run:
 test:
 	scripts/bootstrap requirements-dev.txt
 	.venv/bin/python -m pytest
+
+# The benchmark of issue 4 (bench/README.md), against DATABASE_URL's server or the embedded one,
+# in a database of its own. BENCH_ARGS="--quick", "--only drain", "--record --note before", ...
+bench:
+	scripts/bootstrap requirements.txt
+	.venv/bin/python bench/run.py $(BENCH_ARGS)

@@ -47,7 +47,7 @@ def main(finished: int) -> None:
             ready_id = cursor.fetchone()[0]
             statements = [
                 ("claim", {"types": ["diagnostics.noop"], "limit": 8}),
-                ("release_dependents", {"ids": [ready_id]}),
+                ("release_dependents", {"ids": [ready_id], "tokens": [ready_id]}),
                 ("retry_failed", {}),
                 ("stale_heartbeats", {"timeout": 60}),
             ]

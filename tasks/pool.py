@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 # How often an idle pool looks at the queue when no notification comes (a missed NOTIFY).
 SAFETY_RECHECK = 5.0
+# How long the dispatcher waits for busy workers to end before recording the ends it has.
+LINGER = 0.002
 # How long a cancel notification for a run not yet registered is remembered.
 EARLY_CANCEL_MEMORY = 60.0
 
@@ -136,13 +138,18 @@ class WorkerPool:
             while True:
                 with self._dispatch:
                     self._dispatch.wait_for(self._dispatcher_has_work, timeout=max(0.0, next_check - time.monotonic()))
+                    if self._outcomes:
+                        # Let the runs that are about to end join this transaction: many short
+                        # tasks then cost one write, not one each.
+                        self._dispatch.wait_for(self._all_workers_idle, timeout=LINGER)
                     if time.monotonic() >= next_check:  # the safety re-check
                         self._may_have_tasks = True
                         next_check = time.monotonic() + SAFETY_RECHECK
                     outcomes, self._outcomes = self._outcomes, []
                     claiming = not self._draining.is_set() and self._may_have_tasks
                     limit = self._idle if claiming else 0
-                    self._may_have_tasks = False
+                    if limit:
+                        self._may_have_tasks = False
                 if not outcomes and limit == 0:
                     if self._workers_done.is_set():
                         return
@@ -164,6 +171,9 @@ class WorkerPool:
                     next_check = time.monotonic() + SAFETY_RECHECK
         finally:
             connection.close()
+
+    def _all_workers_idle(self) -> bool:
+        return self._idle == self.worker_count
 
     def _dispatcher_has_work(self) -> bool:
         return bool(self._outcomes) or (self._idle > 0 and self._may_have_tasks) or self._workers_done.is_set()

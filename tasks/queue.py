@@ -50,9 +50,27 @@ def _cursor():
         yield cursor
 
 
+@contextmanager
+def _raw_transaction():
+    """A psycopg transaction on this thread's Django connection (a savepoint inside the
+    caller's), for statements sent in a pipeline. Errors are Django's."""
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    raw = connection.connection
+    with connection.wrap_database_errors, raw.transaction():
+        yield raw
+
+
 def _execute(cursor, name: str, params=None) -> list[tuple]:
     cursor.execute(QUERIES[name], params, prepare=True)
     return cursor.fetchall() if cursor.description else []
+
+
+def _send(conn, name: str, params=None) -> psycopg.Cursor:
+    """Queue a statement in a pipeline; its rows are read (and the pipeline synced) later."""
+    cursor = psycopg.Cursor(conn)
+    cursor.execute(QUERIES[name], params, prepare=True)
+    return cursor
 
 
 def clean_error(text: str) -> str:
@@ -149,25 +167,32 @@ def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: i
     cost a few statements, not a few per task.
     """
     owned: dict[uuid.UUID, datetime | None] = {}
-    with transaction.atomic(), _cursor() as cursor:
-        completed = [o.run for o in outcomes if o.ending is Ending.COMPLETED]
-        if completed:
-            params = {"ids": [run.task.id for run in completed], "tokens": [run.token for run in completed]}
-            done = [row[0] for row in _execute(cursor, "complete", params)]
-            if done:
-                _execute(cursor, "release_dependents", {"ids": done})
-            owned.update(dict.fromkeys(done))
-        for outcome in outcomes:
-            task_id, token = outcome.run.task.id, outcome.run.token
-            if outcome.ending is Ending.FAILED:
-                was_owned, retry_at = _fail(cursor, task_id, token, outcome.error, requeueable=outcome.requeueable)
-                if was_owned:
-                    owned[task_id] = retry_at
-            elif outcome.ending is Ending.REQUEUE:
-                if _requeue(cursor, task_id, token, count_retry=False) is not None:
-                    owned[task_id] = None
-        claimed = _execute(cursor, "claim", {"types": list(types), "limit": limit}) if limit > 0 else []
-    runs = sorted(map(_run_from_row, claimed), key=lambda run: (-run.task.priority, run.task.queued_at, run.task.id))
+    completed = [o.run for o in outcomes if o.ending is Ending.COMPLETED]
+    with _raw_transaction() as conn:
+        with psycopg.Cursor(conn) as cursor:
+            for outcome in outcomes:
+                task_id, token = outcome.run.task.id, outcome.run.token
+                if outcome.ending is Ending.FAILED:
+                    was_owned, retry_at = _fail(cursor, task_id, token, outcome.error, requeueable=outcome.requeueable)
+                    if was_owned:
+                        owned[task_id] = retry_at
+                elif outcome.ending is Ending.REQUEUE:
+                    if _requeue(cursor, task_id, token, count_retry=False) is not None:
+                        owned[task_id] = None
+        # The common case, sent without waiting for each other's results: one round trip.
+        with conn.pipeline():
+            done = claim = None
+            if completed:
+                params = {"ids": [run.task.id for run in completed], "tokens": [run.token for run in completed]}
+                done = _send(conn, "complete", params)
+                _send(conn, "release_dependents", params).close()
+            if limit > 0:
+                claim = _send(conn, "claim", {"types": list(types), "limit": limit})
+            if done is not None:
+                owned.update(dict.fromkeys(row[0] for row in done.fetchall()))
+                done.close()
+            rows = claim.fetchall() if claim is not None else []
+    runs = sorted(map(_run_from_row, rows), key=lambda run: (-run.task.priority, run.task.queued_at, run.task.id))
     return Recorded(owned=owned, claimed=runs)
 
 

@@ -69,14 +69,20 @@ WITH done AS (
 SELECT id FROM done;
 
 -- name: release_dependents
--- Count completed tasks off their dependents, and wake the pools if one became ready.
--- It runs as a statement of its own after `complete`, so that its snapshot sees a dependent
--- whose enqueue was waiting on a completed task's row lock. Dependents are locked in id
--- order, so that pools completing parents of the same children do not deadlock.
-WITH counts AS (
+-- Count the runs' tasks that are now completed off their dependents, and wake the pools if
+-- one became ready. It runs as a statement of its own after `complete`, so that its
+-- snapshot sees a dependent whose enqueue was waiting on a completed task's row lock.
+-- Dependents are locked in id order, so that pools completing parents of the same children
+-- do not deadlock.
+WITH parents AS (
+    SELECT t.id
+    FROM tasks t JOIN unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS run (id, token)
+         ON t.id = run.id AND t.token = run.token
+    WHERE t.status = 'completed'
+), counts AS (
     SELECT task_id, count(*) AS n
     FROM task_dependencies
-    WHERE dependency_id = ANY(%(ids)s::uuid[])
+    WHERE dependency_id IN (SELECT id FROM parents)
     GROUP BY task_id
 ), locked AS (
     SELECT t.id FROM tasks t JOIN counts ON counts.task_id = t.id ORDER BY t.id FOR UPDATE OF t

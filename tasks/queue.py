@@ -51,14 +51,13 @@ def _cursor():
 
 
 @contextmanager
-def _raw_transaction():
-    """A psycopg transaction on this thread's Django connection (a savepoint inside the
-    caller's), for statements sent in a pipeline. Errors are Django's."""
+def _raw_connection():
+    """This thread's Django connection as psycopg's, for a pipeline; its transaction is a
+    savepoint inside the caller's, if there is one. Errors are Django's."""
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
-    raw = connection.connection
-    with connection.wrap_database_errors, raw.transaction():
-        yield raw
+    with connection.wrap_database_errors:
+        yield connection.connection
 
 
 def _execute(cursor, name: str, params=None) -> list[tuple]:
@@ -161,37 +160,38 @@ class Recorded:
 
 
 def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: int) -> Recorded:
-    """Record the ends of runs and claim up to `limit` new ones, in one transaction.
+    """Record the ends of runs and claim up to `limit` new ones.
 
     A pool calls this from one thread, so that the ends of many runs and the next claims
-    cost a few statements, not a few per task.
+    cost one round trip, not a few per task: the completions, the release of their
+    dependents and the claim go to the server in one pipelined transaction. Failures and
+    shutdown requeues, rarer and needing results to decide, each get a transaction first.
     """
     owned: dict[uuid.UUID, datetime | None] = {}
+    for outcome in outcomes:
+        if outcome.ending is Ending.FAILED:
+            was_owned, retry_at = fail(outcome.run, outcome.error, requeueable=outcome.requeueable)
+            if was_owned:
+                owned[outcome.run.task.id] = retry_at
+        elif outcome.ending is Ending.REQUEUE:
+            if requeue(outcome.run.task.id, outcome.run.token, count_retry=False) is not None:
+                owned[outcome.run.task.id] = None
     completed = [o.run for o in outcomes if o.ending is Ending.COMPLETED]
-    with _raw_transaction() as conn:
-        with psycopg.Cursor(conn) as cursor:
-            for outcome in outcomes:
-                task_id, token = outcome.run.task.id, outcome.run.token
-                if outcome.ending is Ending.FAILED:
-                    was_owned, retry_at = _fail(cursor, task_id, token, outcome.error, requeueable=outcome.requeueable)
-                    if was_owned:
-                        owned[task_id] = retry_at
-                elif outcome.ending is Ending.REQUEUE:
-                    if _requeue(cursor, task_id, token, count_retry=False) is not None:
-                        owned[task_id] = None
-        # The common case, sent without waiting for each other's results: one round trip.
-        with conn.pipeline():
-            done = claim = None
+    if not completed and limit <= 0:
+        return Recorded(owned=owned, claimed=[])
+    with _raw_connection() as conn, conn.pipeline():
+        done = claim = None
+        with conn.transaction():
             if completed:
                 params = {"ids": [run.task.id for run in completed], "tokens": [run.token for run in completed]}
                 done = _send(conn, "complete", params)
                 _send(conn, "release_dependents", params).close()
             if limit > 0:
                 claim = _send(conn, "claim", {"types": list(types), "limit": limit})
-            if done is not None:
-                owned.update(dict.fromkeys(row[0] for row in done.fetchall()))
-                done.close()
-            rows = claim.fetchall() if claim is not None else []
+        if done is not None:
+            owned.update(dict.fromkeys(row[0] for row in done.fetchall()))
+            done.close()
+        rows = claim.fetchall() if claim is not None else []
     runs = sorted(map(_run_from_row, rows), key=lambda run: (-run.task.priority, run.task.queued_at, run.task.id))
     return Recorded(owned=owned, claimed=runs)
 
@@ -217,8 +217,8 @@ def fail(run: Run, error: str, *, requeueable: bool) -> tuple[bool, datetime | N
     """Finish a run as failed. Returns whether the run still owned its task, and the time of
     the automatic retry (None when the failure is final and its dependents are cancelled).
     """
-    owned = finish_and_claim([Outcome(run, Ending.FAILED, error, requeueable)], [], 0).owned
-    return run.task.id in owned, owned.get(run.task.id)
+    with transaction.atomic(), _cursor() as cursor:
+        return _fail(cursor, run.task.id, run.token, error, requeueable=requeueable)
 
 
 def _fail(cursor, task_id, token, error: str, *, requeueable: bool):

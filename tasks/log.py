@@ -31,4 +31,5 @@ class RedactingFormatter(logging.Formatter):
     """Formats as usual, then hides URL passwords: payloads and error texts reach the logs."""
 
     def format(self, record):
-        return redact(super().format(record))
+        text = super().format(record)
+        return redact(text) if "://" in text else text

@@ -200,24 +200,28 @@ class WorkerPool:
     # --- workers ------------------------------------------------------------------------
 
     def _work_loop(self) -> None:
-        while True:
-            try:
-                context = self._inbox.get(timeout=1.0)
-            except queue_module.Empty:
-                if self._halted.is_set():  # outlived stop(), which requeued its run
+        try:
+            while True:
+                try:
+                    context = self._inbox.get(timeout=1.0)
+                except queue_module.Empty:
+                    if self._halted.is_set():  # outlived stop(), which requeued its run
+                        return
+                    continue
+                if context is None:  # stop() has no more work for this worker
                     return
-                continue
-            if context is None:  # stop() has no more work for this worker
-                return
-            if self._draining.is_set():
-                outcome = Outcome(context.run, Ending.REQUEUE)
-            else:
-                outcome = self._run(context)
-            context.ended = True
-            with self._dispatch:
-                self._outcomes.append(outcome)
-                self._idle += 1
-                self._dispatch.notify()
+                if self._draining.is_set():
+                    outcome = Outcome(context.run, Ending.REQUEUE)
+                else:
+                    _drop_broken_connection()
+                    outcome = self._run(context)
+                context.ended = True
+                with self._dispatch:
+                    self._outcomes.append(outcome)
+                    self._idle += 1
+                    self._dispatch.notify()
+        finally:
+            connection.close()  # the handlers' connection, if they used one
 
     def _run(self, context: TaskContext) -> Outcome:
         task = context.task
@@ -307,6 +311,15 @@ class WorkerPool:
                 backoff.succeeded()
         finally:
             connection.close()
+
+
+def _drop_broken_connection() -> None:
+    """Give the next handler a working connection if the last one broke this thread's (for
+    example across a database restart); Django reconnects on the next query."""
+    if connection.connection is not None and connection.errors_occurred:
+        if not connection.is_usable():
+            connection.close()
+        connection.errors_occurred = False
 
 
 def _log_end(outcome: Outcome, owned: dict) -> None:

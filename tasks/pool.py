@@ -158,7 +158,7 @@ class WorkerPool:
                     recorded = queue.finish_and_claim(outcomes, self.types, limit)
                 except DatabaseError as exc:
                     logger.warning("recording ends and claiming tasks failed error=%r", exc)
-                    with self._dispatch:  # nothing was written: try again
+                    with self._dispatch:  # try again; writing an end twice changes nothing
                         self._outcomes[:0] = outcomes
                         self._may_have_tasks = self._may_have_tasks or claiming
                     backoff.failed()
@@ -176,7 +176,8 @@ class WorkerPool:
         return self._idle == self.worker_count
 
     def _dispatcher_has_work(self) -> bool:
-        return bool(self._outcomes) or (self._idle > 0 and self._may_have_tasks) or self._workers_done.is_set()
+        claimable = self._idle > 0 and self._may_have_tasks and not self._draining.is_set()
+        return bool(self._outcomes) or claimable or self._workers_done.is_set()
 
     def _after_record(self, outcomes: list[Outcome], recorded: queue.Recorded) -> None:
         with self._lock:

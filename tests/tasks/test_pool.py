@@ -248,3 +248,21 @@ def test_the_pool_reconnects_and_resubscribes_after_its_connections_are_killed(s
     enqueued = time.monotonic()
     wait_for_status(third, Task.Status.COMPLETED, timeout=SAFETY_RECHECK)
     assert time.monotonic() - enqueued < 1.0
+
+
+def test_the_dispatcher_rests_while_the_pool_drains(start_pool):
+    """During the grace period the dispatcher has nothing to claim: it must wait, not spin."""
+    pool = start_pool(workers=2, types=["test.stubborn"])
+    task_id = client.enqueue("test.stubborn", {"gate": "slow"})
+    wait_until(lambda: task_id in run_ids(), message="the task to start")
+    dispatcher = next(thread for thread in threading.enumerate() if thread.name == "dispatcher")
+    stopper = threading.Thread(target=pool.stop, kwargs={"grace": 1.0})
+    cpu_before = time.thread_time()  # this thread's CPU: a reference that is not spinning
+    process_before = time.process_time()
+    stopper.start()
+    time.sleep(0.8)  # inside the grace period
+    spent = (time.process_time() - process_before) - (time.thread_time() - cpu_before)
+    recorder.gate("slow").set()
+    stopper.join(timeout=10)
+    assert not dispatcher.is_alive()
+    assert spent < 0.4, f"the pool used {spent:.2f}s of CPU in 0.8s of grace"

@@ -260,6 +260,8 @@ def test_the_dispatcher_rests_while_the_pool_drains(start_pool):
     cpu_before = time.thread_time()  # this thread's CPU: a reference that is not spinning
     process_before = time.process_time()
     stopper.start()
+    wait_until(lambda: all(context.stop_requested for context in pool.running()), message="the pool to drain")
+    pool.wake()  # a notification arrives while the pool drains
     time.sleep(0.8)  # inside the grace period
     spent = (time.process_time() - process_before) - (time.thread_time() - cpu_before)
     recorder.gate("slow").set()

@@ -57,10 +57,19 @@ def queue_blocked(count: int) -> tuple:
     return blocker, blocked
 
 
-def ready_count() -> int:
-    """Ready tasks (of any type): a count over the claim's own partial index, cheap to poll."""
+def ready_count(at_most: int | None = None) -> int:
+    """Ready tasks (of any type), counted on the claim's own partial index; with `at_most`,
+    the scan stops there, so that polling costs next to nothing while a pool drains."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM tasks WHERE status = 'pending' AND dependencies_left = 0")
+        if at_most is None:
+            cursor.execute("SELECT count(*) FROM tasks WHERE status = 'pending' AND dependencies_left = 0")
+        else:
+            cursor.execute(
+                # In the claim's order, so that the plan is a scan of its index from the head.
+                "SELECT count(*) FROM (SELECT FROM tasks WHERE status = 'pending' AND dependencies_left = 0 "
+                "ORDER BY priority DESC, queued_at, id LIMIT %s) AS ready",
+                [at_most],
+            )
         return cursor.fetchone()[0]
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -67,8 +68,16 @@ def setup_django(env: dict[str, str], log_path: Path) -> None:
             handler.setStream(stream)
 
 
+def exit_cleanly_on_signals() -> None:
+    """SIGTERM and SIGINT raise in the main thread, so that the workers are stopped and the
+    database dropped on the way out (a shell's background job even starts with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    exit_cleanly_on_signals()
     sizes = QUICK if args.quick else FULL
     if args.runs:
         sizes = dataclasses.replace(sizes, runs=args.runs)
@@ -126,14 +135,14 @@ def main(argv: list[str]) -> int:
         print(f"bench: failed; the worker logs are kept in {log_dir}", file=sys.stderr)
         return 1
     finally:
-        _close_django()
+        close_django()
         if not args.keep:
             database.drop()
             if not failed:
                 shutil.rmtree(log_dir, ignore_errors=True)
 
 
-def _close_django() -> None:
+def close_django() -> None:
     """Close this process's connection, so that dropping the database does not kill it."""
     if "django" in sys.modules:
         from django.apps import apps

@@ -1,6 +1,7 @@
 """DRAIN: tasks already queued, then `runworkers` starts; how fast are they all completed?
 
-The rate is read from the `tasks` table: tasks / (last finished_at - first started_at), the
+Meanwhile the harness polls whether a ready task is left (a scan that stops at the first
+one), then whether all ours completed. The rate is read from the `tasks` table: tasks / (last finished_at - first started_at), the
 pool's own throughput. The rate from the moment the processes were spawned, which adds the
 interpreter's and Django's start-up, is kept beside it.
 """
@@ -54,7 +55,7 @@ def drain_once(bench: Bench, *, processes: int, workers: int, tasks: int) -> dic
     ) as pool:
         while True:
             pool.check_alive()
-            if fixtures.ready_count() <= others:  # all claimed: look at the last few runs
+            if fixtures.ready_count(at_most=others + 1) <= others:  # all claimed: wait for the last runs
                 state = fixtures.outcome(ids)
                 if state["left"] == 0:
                     break

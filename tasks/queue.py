@@ -1,8 +1,9 @@
 """The Postgres queue: the only code that changes the state of tasks.
 
-Each operation is atomic. It runs on the calling thread's Django connection, inside
-`transaction.atomic()`, so that an enqueue made inside the caller's transaction commits
-(and wakes the workers) together with the caller's own writes. The SQL is in sql/queries.sql.
+Each operation is atomic: one statement, or one transaction on the calling thread's Django
+connection (a savepoint inside the caller's), so that an enqueue made inside the caller's
+transaction commits (and wakes the workers) together with the caller's own writes. The SQL
+is in sql/queries.sql.
 """
 
 import json
@@ -40,24 +41,20 @@ class Run:
 
 
 @contextmanager
-def _cursor():
-    """A cursor on this thread's Django connection (and so in its transaction) that binds
-    parameters on the server, so that each statement is prepared once per connection instead
-    of planned at every call. Errors are Django's, as from `_cursor()`."""
-    connection.ensure_connection()
-    connection.validate_no_broken_transaction()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        yield cursor
-
-
-@contextmanager
 def _raw_connection():
-    """This thread's Django connection as psycopg's, for a pipeline; its transaction is a
-    savepoint inside the caller's, if there is one. Errors are Django's."""
+    """This thread's Django connection as psycopg's (and so in its transaction), with
+    Django's errors: the queue binds parameters on the server, so that each statement is
+    prepared once per connection instead of planned at every call, and pipelines its steps."""
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:
         yield connection.connection
+
+
+@contextmanager
+def _cursor():
+    with _raw_connection() as conn, psycopg.Cursor(conn) as cursor:
+        yield cursor
 
 
 def _execute(cursor, name: str, params=None) -> list[tuple]:

@@ -96,11 +96,14 @@ def rows(results: dict) -> list[tuple[str, str, dict | None, str]]:
             name = f"CEILING (pgbench, {ceiling['clients']} clients, {ceiling['seconds']} s)"
             labels = {
                 "insert": "(a) one INSERT per transaction",
+                "insert_1client": "(a1) the same from 1 client",
                 "claim_finish": "(b) claim + finish, one transaction",
                 "claim_finish_2tx": "(b′) claim, then finish: two transactions",
                 "claim10_finish": "(c) claim 10 + finish 10, one transaction",
             }
             for key, label in labels.items():
+                if key not in ceiling:  # a result file of an older bench
+                    continue
                 note = "table ran out of tasks: raise the fill" if ceiling[key]["exhausted"] else ""
                 out.append((name, label, ceiling[key]["tasks"], note))
     return out
@@ -111,6 +114,9 @@ def ratios(results: dict) -> list[tuple[str, float | None]]:
     scale_8 = (results.get("scale") or {}).get("curve", {}).get("8", {}).get("rate")
     ceiling = results.get("ceiling") or {}
     out = []
+    single = (results.get("enqueue") or {}).get("single", {}).get("rate")
+    if single and "insert_1client" in ceiling:
+        out.append(("ENQUEUE one per transaction / CEILING (a1) 1 client", ratio(single, ceiling["insert_1client"]["tasks"])))
     if drain_1x8 and scale_8:
         out.append(("SCALE 1×8 / DRAIN 1×8 on an empty table", ratio(scale_8, drain_1x8)))
     if drain_1x8 and "claim_finish" in ceiling:
@@ -166,7 +172,8 @@ def entry(report: dict) -> str:
         f"(synchronous_commit={m['postgres_settings']['synchronous_commit']}, "
         f"shared_buffers={m['postgres_settings']['shared_buffers']}), Python {m['python']}",
         f"- server: {meta['server']}; load average (1/5/15 min) before {load_before}, after {load_after}",
-        f"- duration: {meta['seconds']:.0f} s",
+        f"- duration: {meta['seconds']:.0f} s; 1-min load average after each workload: "
+        + ", ".join(f"{name} {load:.2f}" for name, load in meta.get("load_after", {}).items()),
         "",
         table(report["results"]),
         "",

@@ -77,6 +77,9 @@ def exit_cleanly_on_signals() -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.record and args.quick:
+        print("bench: --record keeps full runs only; --quick figures are a smoke test", file=sys.stderr)
+        return 2
     exit_cleanly_on_signals()
     sizes = QUICK if args.quick else FULL
     if args.runs:
@@ -101,10 +104,12 @@ def main(argv: list[str]) -> int:
 
         modules = {"enqueue": enqueue, "drain": drain, "latency": latency, "scale": scale, "ceiling": ceiling}
         bench = Bench(root=ROOT, database=database, env=env, log_dir=log_dir, sizes=sizes)
+        load_after = {}
         for name in selected:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             workload_started = time.monotonic()
             bench.results[name] = modules[name].run(bench)
+            load_after[name] = os.getloadavg()[0]  # other work on the machine skews the figures
             print(f"bench: {name} done in {time.monotonic() - workload_started:.0f} s", file=sys.stderr, flush=True)
         full_report = {
             "meta": {
@@ -116,6 +121,7 @@ def main(argv: list[str]) -> int:
                 "sizes": dataclasses.asdict(sizes),
                 "server": "embedded" if server.embedded else f"{server.host}:{server.port}",
                 "load_before": load_before,
+                "load_after": load_after,
                 "seconds": time.monotonic() - started,
                 "machine": report.machine(ROOT),
             },

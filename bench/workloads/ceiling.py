@@ -2,7 +2,8 @@
 
 Scripts run on `ceiling_tasks`, a copy of the `tasks` table with its columns, constraints and
 indexes (LIKE ... INCLUDING ALL), so that each write pays what ours pays:
-- insert: one INSERT per transaction (the ceiling of ENQUEUE);
+- insert: one INSERT per transaction, 8 clients (what concurrent enqueuers can reach);
+- insert_1client: the same from one client, as ENQUEUE is (no group commit to share fsyncs);
 - claim_finish: one claim (UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)
   RETURNING) and its finish in one transaction (the ceiling of a one-task-per-transaction DRAIN);
 - claim_finish_2tx: the same as two transactions, as a worker must commit its claim before
@@ -33,6 +34,7 @@ SCRIPTS = {
 INSERT INTO {TABLE} (id, type, payload, status, queued_at, retries, priority, cancel_attempted, dependencies_left)
 VALUES (gen_random_uuid(), 'diagnostics.noop', '{{"bench": "ceiling"}}', 'pending', clock_timestamp(), 0, 0, false, 0);
 """,
+    "insert_1client": None,  # the insert script, run by one client
     "claim_finish": f"""
 BEGIN;
 UPDATE {TABLE} SET status = 'running', token = gen_random_uuid(), started_at = clock_timestamp()
@@ -66,7 +68,8 @@ WHERE t.id = run.id AND t.token = run.token AND t.status = 'running';
 END;
 """,
 }
-TASKS_PER_TRANSACTION = {"insert": 1, "claim_finish": 1, "claim_finish_2tx": 1, "claim10_finish": 10}
+SCRIPTS["insert_1client"] = SCRIPTS["insert"]
+TASKS_PER_TRANSACTION = {"insert": 1, "insert_1client": 1, "claim_finish": 1, "claim_finish_2tx": 1, "claim10_finish": 10}
 
 FILL = f"""
 INSERT INTO {TABLE} (id, type, payload, status, queued_at, retries, priority, cancel_attempted, dependencies_left)
@@ -102,7 +105,7 @@ def run(bench: Bench) -> dict:
     if pgbench is None:
         return {"skipped": "pgbench not found (apt-get install postgresql-client)"}
     sizes = bench.sizes
-    fills = {"insert": 0, "claim_finish": sizes.ceiling_fill_one, "claim_finish_2tx": sizes.ceiling_fill_one,
+    fills = {"insert": 0, "insert_1client": 0, "claim_finish": sizes.ceiling_fill_one, "claim_finish_2tx": sizes.ceiling_fill_one,
              "claim10_finish": sizes.ceiling_fill_batch}
     results = {"pgbench": pgbench, "clients": sizes.ceiling_clients, "seconds": sizes.ceiling_seconds}
     with tempfile.TemporaryDirectory(prefix="bench-pgbench-") as scripts_dir:
@@ -122,7 +125,7 @@ def run(bench: Bench) -> dict:
 def pgbench_once(bench: Bench, pgbench: str, name: str, script: Path, *, fill: int) -> dict:
     prepare_table(fill)
     sizes = bench.sizes
-    clients = sizes.ceiling_clients
+    clients = 1 if name == "insert_1client" else sizes.ceiling_clients
     command = [
         pgbench, "--no-vacuum", "--protocol=prepared",
         f"--client={clients}", f"--jobs={min(clients, 2)}", f"--time={sizes.ceiling_seconds}",
@@ -158,7 +161,7 @@ def prepare_table(rows: int) -> None:
 
 
 def written_rows(name: str) -> int:
-    status = "pending" if name == "insert" else "completed"
+    status = "pending" if name.startswith("insert") else "completed"
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE status = %s", [status])
         return cursor.fetchone()[0]

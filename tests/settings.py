@@ -9,3 +9,6 @@ from contentsources.settings import *  # noqa: E402, F403
 # Serve static files from the apps (no collectstatic before the tests).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# The fault-injection suite's ledger table and task types (tests/reliability).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.reliability"]  # noqa: F405

@@ -1,0 +1,143 @@
+"""Scenario 4: the database goes away under a running pool. The pool reconnects by itself, its
+listener subscribes again, and tasks queued after the outage are picked up; none stays stuck.
+
+Handlers use the database too (the ledger), as real ones do, so each worker thread's own
+connection must recover as well as the pool's."""
+
+import json
+import time
+
+from tasks import client
+from tasks.models import Task
+from tests.conftest import wait_until
+from tests.reliability import ledger
+from tests.reliability.processes import manage
+
+FINAL = {Task.Status.COMPLETED, Task.Status.FAILED, Task.Status.CANCELED}
+WORKERS = 3
+OUTAGE = 2.0  # longer than the heartbeat timeout (1 s)
+LISTENING = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN cancel_task'"
+
+
+def enqueue_remote(url: str, payloads: list) -> list[str]:
+    """Enqueue through tasks.client in a process of its own, on the server at `url`."""
+    code = (
+        "import json, sys; from tasks import client; "
+        f"print(json.dumps([str(i) for i in client.enqueue_many('reliability.work', {payloads!r})]))"
+    )
+    result = manage(url, "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def remote_statuses(server, ids: list[str]) -> dict[str, str]:
+    with server.connect() as conn:
+        rows = conn.execute("SELECT id::text, status FROM tasks WHERE id = ANY(%s::uuid[])", [ids]).fetchall()
+    return dict(rows)
+
+
+def remote_errors(server, ids: list[str]) -> list[str]:
+    with server.connect() as conn:
+        return [row[0] for row in conn.execute("SELECT error FROM tasks WHERE id = ANY(%s::uuid[]) AND error IS NOT NULL", [ids])]
+
+
+def remote_pickup_delay(server, task_id: str) -> float | None:
+    """Seconds from the enqueue to the start of the task's first run, once it started."""
+    with server.connect() as conn:
+        row = conn.execute(
+            "SELECT min(l.started) - extract(epoch FROM t.queued_at) FROM reliability_ledger l "
+            "JOIN tasks t ON t.id = l.task_id WHERE t.id = %s::uuid GROUP BY t.queued_at",
+            [task_id],
+        ).fetchone()
+    return row and row[0]
+
+
+def test_the_pool_rides_out_a_database_restart(throwaway_postgres, fleet, summary):
+    server, url = throwaway_postgres, throwaway_postgres.url()
+    migrated = manage(url, "migrate", "--no-input")
+    assert migrated.returncode == 0, migrated.stderr
+    pools = fleet("--workers", str(WORKERS), url=url)
+    pools.start()
+    # As many tasks as workers, at once: every worker thread has its own connection open.
+    before = enqueue_remote(url, [{"seconds": 0.5}] * WORKERS)
+    wait_until(
+        lambda: set(remote_statuses(server, before).values()) == {"completed"}, message="the tasks before"
+    )
+    [across] = enqueue_remote(url, [{"seconds": 3}])
+    wait_until(lambda: remote_statuses(server, [across])[across] == "running", message="a task across the restart")
+
+    server.stop()
+    time.sleep(OUTAGE)  # the outage itself
+    server.start()
+    after = enqueue_remote(url, [{"seconds": 0.05}] * 4)
+    ids = [*before, across, *after]
+    wait_until(
+        lambda: set(remote_statuses(server, ids).values()) <= FINAL,
+        timeout=30,
+        interval=0.2,
+        message="every task to finish after the restart",
+    )
+    wait_until(lambda: server.connect().execute(LISTENING).fetchone()[0] == 1, message="the listener to re-subscribe")
+    [late] = enqueue_remote(url, [{"seconds": 0}])
+    delay = wait_until(lambda: remote_pickup_delay(server, late), timeout=10, message="the late task to start")
+    statuses = remote_statuses(server, [*ids, late])
+    summary(
+        "database restart",
+        tasks=len(statuses),
+        outage=f"{OUTAGE:.0f}s",
+        completed=sum(status == "completed" for status in statuses.values()),
+        failed=sum(status == "failed" for status in statuses.values()),
+        pickup_after_restart=f"{delay:.2f}s",
+        unexpected_exits=len(pools.exits),
+    )
+    assert set(statuses.values()) == {"completed"}, remote_errors(server, list(statuses))
+    assert delay < 1.0  # woken by a notification, not by the 5 s safety re-check
+    assert pools.exits == [] and pools.slots[0].poll() is None
+
+
+def test_the_pool_recovers_when_its_backends_are_terminated(fleet, summary, django_db_blocker):
+    pools = fleet("--workers", str(WORKERS))
+    pools.start()
+    first = client.enqueue_many("reliability.work", [{"seconds": 0.5}] * WORKERS)
+    wait_until(
+        lambda: Task.objects.filter(pk__in=first, status=Task.Status.COMPLETED).count() == WORKERS,
+        message="the first tasks (every worker thread has its own connection open)",
+    )
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        terminated = cursor.fetchone()[0]
+    after = client.enqueue_many("reliability.work", [{"seconds": 0.05}] * 4)
+    wait_until(
+        lambda: not Task.objects.filter(pk__in=after).exclude(status__in=FINAL).exists(),
+        timeout=15,
+        message="the tasks queued after the termination to finish",
+    )
+
+    def listening():
+        with connection.cursor() as cursor:
+            cursor.execute(LISTENING)
+            return cursor.fetchone()[0] == 1
+
+    wait_until(listening, message="the listener to re-subscribe")
+    late = client.enqueue("reliability.work")
+    enqueued = time.time()
+    wait_until(lambda: late in ledger.runs(), timeout=10, message="the late task to start")
+    delay = ledger.runs()[late][0].started - enqueued
+    statuses = dict(Task.objects.filter(pk__in=after).values_list("id", "status"))
+    summary(
+        "backends terminated",
+        terminated=terminated,
+        tasks=len(first) + len(after) + 1,
+        completed_after=sum(status == Task.Status.COMPLETED for status in statuses.values()),
+        failed_after=sum(status == Task.Status.FAILED for status in statuses.values()),
+        pickup_after=f"{delay:.2f}s",
+    )
+    assert set(statuses.values()) == {Task.Status.COMPLETED}, list(
+        Task.objects.filter(pk__in=after).exclude(error=None).values_list("error", flat=True)
+    )
+    assert delay < 1.0

@@ -1,5 +1,5 @@
 # The two entry points of the README. Both create .venv (Python >= 3.12) on first use.
-.PHONY: run test bench
+.PHONY: run test reliability bench
 
 run:
 	scripts/bootstrap requirements.txt
@@ -15,3 +15,8 @@ test:
 bench:
 	scripts/bootstrap requirements.txt
 	.venv/bin/python bench/run.py $(BENCH_ARGS)
+
+# The fault-injection suite alone (part of `make test` too); see tests/reliability/README.md.
+reliability:
+	scripts/bootstrap requirements-dev.txt
+	.venv/bin/python -m pytest tests/reliability

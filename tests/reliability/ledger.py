@@ -43,10 +43,16 @@ class Run:
     ended: float | None
 
 
-def runs() -> dict[uuid.UUID, list[Run]]:
-    """Every recorded run, by task, in start order."""
+COLUMNS = ("task_id", "pid", "thread", "started", "ended")
+
+
+def runs(rows: Iterable[tuple] | None = None) -> dict[uuid.UUID, list[Run]]:
+    """Every recorded run, by task, in start order: from the test database, or from `rows`
+    of COLUMNS read elsewhere."""
+    if rows is None:
+        rows = LedgerEntry.objects.values_list(*COLUMNS)
     by_task: dict[uuid.UUID, list[Run]] = defaultdict(list)
-    for row in LedgerEntry.objects.order_by("started").values_list("task_id", "pid", "thread", "started", "ended"):
+    for row in sorted(rows, key=lambda row: row[3]):
         by_task[row[0]].append(Run(*row))
     return by_task
 

@@ -53,7 +53,8 @@ def test_the_embedded_database_listens_on_a_unix_socket_only(throwaway_postgres)
 def test_a_url_password_in_a_task_error_never_reaches_the_logs(fleet):
     pools = fleet("--workers", "1")
     process = pools.start()
-    task_id = client.enqueue("diagnostics.fail", {"message": "cannot fetch https://user:s3cr3t-pw@mirror.example/repo/"})
+    message = "cannot fetch https://user:s3cr3t-pw@mirror.example/repo/"
+    task_id = client.enqueue("diagnostics.fail", {"message": message})
     wait_until(lambda: Task.objects.get(pk=task_id).status == Task.Status.FAILED, message="the task to fail")
     wait_until(lambda: f"task failed task_id={task_id}" in process.log(), message="the failure to be logged")
     log = process.log()

@@ -52,7 +52,9 @@ class Flood(threading.Thread):
                     while self._backlog() > LONG_BACKLOG and not self.stop.wait(0.5):
                         pass  # pacing: let the pools catch up
                 recent = self.ids[-RECENT:]
-                count = random.randint(1, BATCH) if self.total is None else min(random.randint(1, BATCH), self.total - len(self.ids))
+                count = random.randint(1, BATCH)
+                if self.total is not None:
+                    count = min(count, self.total - len(self.ids))
                 self.ids += client.enqueue_many(
                     "reliability.work",
                     [{"seconds": random.choice(DURATIONS)} for _ in range(count)],

@@ -37,7 +37,9 @@ class ThrowawayPostgres:
         return f"postgres://postgres@{quote(self.socket_dir, safe='')}:{self.port}/{database}"
 
     def connect(self) -> psycopg.Connection:
-        return psycopg.connect(host=self.socket_dir, port=self.port, user="postgres", dbname="postgres", autocommit=True)
+        return psycopg.connect(
+            host=self.socket_dir, port=self.port, user="postgres", dbname="postgres", autocommit=True
+        )
 
     def stop(self) -> None:
         """Stop the server (fast mode: sessions are ended, as in a restart by an operator)."""

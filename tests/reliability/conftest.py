@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config, items):
         return
     for item in items:
         if item.get_closest_marker("storm"):
-            item.add_marker(pytest.mark.timeout(minutes * 60 + 600))
+            item.add_marker(pytest.mark.timeout(minutes * 60 + 600), append=False)  # before its own
 
 
 def pytest_terminal_summary(terminalreporter, config):

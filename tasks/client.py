@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterable
 
@@ -14,6 +15,8 @@ logger = logging.getLogger(__name__)
 
 PRIORITY_RANGE = (-(2**31), 2**31 - 1)  # the column is a 32-bit integer
 TEXT_FIELD_LIMIT = 255
+# A NUL escaped in JSON text: \u0000 after an even number of backslashes (an odd one escapes the \).
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def enqueue(
@@ -132,12 +135,18 @@ def cancel(task_id: uuid.UUID | str) -> str:
 def serialize_payload(payload) -> str:
     """JSON text of a payload, or InvalidPayload saying why it cannot be stored."""
     try:
-        text = json.dumps(payload, allow_nan=False)
+        text = json.dumps(payload, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from None
-    if "\\u0000" in text:
+    except RecursionError:
+        raise InvalidPayload("payload is not JSON-serialisable: it is nested too deep") from None
+    if _JSON_NUL.search(text):
         raise InvalidPayload("payload contains a NUL character, which PostgreSQL cannot store")
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise InvalidPayload("payload contains a lone surrogate, which is not UTF-8 text") from None
     limit = tasking().payload_limit
-    if len(text.encode()) > limit:
-        raise InvalidPayload(f"payload is {len(text.encode())} bytes, over the limit of {limit} (TASKING_PAYLOAD_LIMIT)")
+    if size > limit:
+        raise InvalidPayload(f"payload is {size} bytes, over the limit of {limit} (TASKING_PAYLOAD_LIMIT)")
     return text

@@ -6,8 +6,14 @@ import sys
 
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contentsources.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
+    try:
+        settings.INSTALLED_APPS  # load the settings now: a configuration error is one line, not a traceback
+    except ImproperlyConfigured as exc:
+        sys.exit(f"error: {exc}")
     execute_from_command_line(sys.argv)
 
 

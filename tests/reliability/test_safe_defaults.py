@@ -27,7 +27,6 @@ def manage_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="defect: manage.py prints the traceback of the settings' ImproperlyConfigured")
 def test_a_missing_secret_key_is_a_one_line_start_up_error():
     result = manage_with({"DATABASE_URL": A_SERVER}, "check")
     assert result.returncode != 0

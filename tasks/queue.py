@@ -271,6 +271,7 @@ def cancel(task_id: uuid.UUID) -> str:
         previous, next_retry_time, _ = rows[0]
         if previous in (Task.Status.PENDING, Task.Status.RUNNING):
             _cancel_descendants(cursor, [task_id], PARENT_CANCELED)
+            _execute(cursor, "drop_heartbeats", {"ids": [task_id]})
         elif previous == Task.Status.FAILED and next_retry_time is not None:
             # The retry it was waiting for will not come: its failure is final now.
             _cancel_descendants(cursor, [task_id], PARENT_FAILED)
@@ -278,9 +279,12 @@ def cancel(task_id: uuid.UUID) -> str:
 
 
 def _cancel_descendants(cursor, task_ids: Iterable[uuid.UUID], reason: str) -> None:
-    level = list(task_ids)
+    level, canceled = list(task_ids), []
     while level:
         level = [row[0] for row in _execute(cursor, "cancel_dependents", {"ids": level, "reason": reason})]
+        canceled += level
+    if canceled:
+        _execute(cursor, "drop_heartbeats", {"ids": canceled})
 
 
 def refresh_heartbeats(tokens: Sequence[uuid.UUID]) -> set[uuid.UUID]:

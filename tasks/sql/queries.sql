@@ -132,7 +132,7 @@ SELECT id, pg_notify('tasks', '') FROM requeued;
 -- name: cancel
 -- Cancel a task: a pending or running one becomes canceled; any task gets cancel_attempted,
 -- which also stops the automatic retry of a failed one. A running one is told on cancel_task.
--- Returns the status the task had before.
+-- Returns the status the task had before. Its heartbeat is dropped by drop_heartbeats.
 WITH target AS (
     SELECT id, status, next_retry_time FROM tasks WHERE id = %(id)s::uuid FOR UPDATE
 ), updated AS (
@@ -143,9 +143,6 @@ WITH target AS (
         error = CASE WHEN target.status IN ('pending', 'running') THEN 'task canceled' ELSE t.error END
     FROM target
     WHERE t.id = target.id
-), beat AS (
-    DELETE FROM task_heartbeats h USING target
-    WHERE h.id = target.id AND target.status = 'running'
 )
 SELECT status, next_retry_time,
        CASE WHEN status = 'running' THEN pg_notify('cancel_task', id::text) END
@@ -155,6 +152,7 @@ FROM target;
 -- One level of the cancel cascade: cancel the unfinished dependents of the given tasks and
 -- tell the running ones on cancel_task. The caller repeats it with the returned ids; each
 -- level is a statement of its own so that its snapshot sees dependents linked concurrently.
+-- Heartbeats are dropped afterwards by drop_heartbeats.
 WITH doomed AS (
     SELECT t.id, t.status
     FROM tasks t JOIN task_dependencies d ON d.task_id = t.id
@@ -165,11 +163,15 @@ WITH doomed AS (
     SET status = 'canceled', error = %(reason)s::text, cancel_attempted = true, next_retry_time = NULL
     FROM doomed
     WHERE t.id = doomed.id
-), beats AS (
-    DELETE FROM task_heartbeats h USING doomed WHERE h.id = doomed.id
 )
 SELECT id, CASE WHEN status = 'running' THEN pg_notify('cancel_task', id::text) END
 FROM (SELECT DISTINCT id, status FROM doomed) AS d;
+
+-- name: drop_heartbeats
+-- Drop the heartbeats of canceled tasks. A statement of its own, after the cancel: the cancel's
+-- snapshot predates its wait for the row lock, so it cannot see the heartbeat that a claim
+-- holding that lock committed meanwhile.
+DELETE FROM task_heartbeats WHERE id = ANY(%(ids)s::uuid[]);
 
 -- name: refresh_heartbeats
 -- Beat for the runs a pool holds; a token missing from the result lost its task.

@@ -83,9 +83,6 @@ def test_cancel_at_random_moments_never_leaves_a_task_running_or_completed(fleet
             assert all(run.ended is not None for run in by_task.get(task_id, [])), task_id
 
 
-@pytest.mark.xfail(
-    strict=True, reason="core defect: the cancel statement deletes heartbeats in its snapshot from before the lock wait"
-)
 def test_a_cancel_that_waits_for_a_claim_leaves_no_heartbeat_behind(transactional_db):
     """A cancel that blocks on the row lock of a concurrent claim must drop the heartbeat the
     claim inserts: a canceled task has no heartbeat row (docs/queue.md, States)."""

@@ -32,6 +32,11 @@ else:
 # server); the ORM binds on the client and prepares nothing. Django turns preparing off unless
 # it is given a threshold.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
+# Connections are kept between requests and between tasks (each worker thread has its own),
+# and checked with a cheap query before their first use in each, so a connection that died
+# with a database restart is replaced instead of failing the request or task that finds it.
+DATABASES["default"]["CONN_MAX_AGE"] = 600
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured(
         "DATABASE_URL must point at PostgreSQL (postgres://...): the task queue needs "

@@ -18,7 +18,7 @@ import time
 import uuid
 
 from django.db import Error as DatabaseError
-from django.db import connection
+from django.db import close_old_connections, connection
 
 from tasks import queue, registry
 from tasks.backoff import Backoff
@@ -214,7 +214,7 @@ class WorkerPool:
                 if self._draining.is_set():
                     outcome = Outcome(context.run, Ending.REQUEUE)
                 else:
-                    _drop_broken_connection()
+                    close_old_connections()  # as Django does per request: fresh or checked
                     outcome = self._run(context)
                 context.ended = True
                 with self._dispatch:
@@ -312,15 +312,6 @@ class WorkerPool:
                 backoff.succeeded()
         finally:
             connection.close()
-
-
-def _drop_broken_connection() -> None:
-    """Give the next handler a working connection if the last one broke this thread's (for
-    example across a database restart); Django reconnects on the next query."""
-    if connection.connection is not None and connection.errors_occurred:
-        if not connection.is_usable():
-            connection.close()
-        connection.errors_occurred = False
 
 
 def _log_end(outcome: Outcome, owned: dict) -> None:

@@ -183,10 +183,12 @@ RETURNING h.token;
 
 -- name: stale_heartbeats
 -- Heartbeats older than the timeout: their worker died or stalled. Locked so that two pools
--- never rescue the same run.
+-- never rescue the same run. Ages that span a server restart say nothing of the workers, which
+-- could not beat while it was down: after one, every run has a full timeout to beat again.
 SELECT id, token
 FROM task_heartbeats
 WHERE heartbeat < clock_timestamp() - make_interval(secs => %(timeout)s::float8)
+    AND pg_postmaster_start_time() < clock_timestamp() - make_interval(secs => %(timeout)s::float8)
 ORDER BY heartbeat
 LIMIT 100
 FOR UPDATE SKIP LOCKED;

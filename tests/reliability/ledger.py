@@ -14,6 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.db import close_old_connections
+
 from tests.reliability.models import LedgerEntry
 
 
@@ -26,6 +28,9 @@ def open_run(context) -> int:
 
 
 def close_run(entry_id: int) -> None:
+    # A run that outlived a database restart still records its end: the thread's connection
+    # died with the server, and is checked and replaced here as at the start of a task.
+    close_old_connections()
     LedgerEntry.objects.filter(pk=entry_id).update(ended=time.time())
 
 

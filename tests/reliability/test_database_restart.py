@@ -24,13 +24,6 @@ OUTAGE = 3.0  # three heartbeat timeouts
 ACROSS = 6.0  # a run going on through the outage and past it
 LISTENING = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN cancel_task'"
 
-BROKEN_CONNECTION = pytest.mark.xfail(
-    strict=True,
-    reason="core defect: a worker thread hands its handler a Django connection that died with the server or "
-    "its backend; the first such task on each thread fails with OperationalError",
-)
-
-
 def enqueue_remote(url: str, payloads: list) -> list[str]:
     """Enqueue through tasks.client in a process of its own, on the server at `url`."""
     code = (
@@ -74,7 +67,6 @@ def remote_pickup(server, task_id: str) -> tuple | None:
         ).fetchone()
 
 
-@BROKEN_CONNECTION
 def test_the_pool_rides_out_a_database_restart(throwaway_postgres, fleet, summary):
     server, url = throwaway_postgres, throwaway_postgres.url()
     migrated = manage(url, "migrate", "--no-input")
@@ -130,7 +122,6 @@ def test_the_pool_rides_out_a_database_restart(throwaway_postgres, fleet, summar
     assert pools.exits == []
 
 
-@BROKEN_CONNECTION
 def test_the_pool_recovers_when_its_backends_are_terminated(fleet, summary):
     pools = fleet("--workers", str(WORKERS))
     pools.start()

@@ -345,14 +345,28 @@ def test_requeue_is_fenced_by_the_runs_token():
 
 # --- heartbeats ---------------------------------------------------------------------------
 
+# Short, since a rescue waits until the server has been up for a whole timeout.
+STALE_AFTER = 2
+
 
 def test_requeue_stale_rescues_old_heartbeats_only():
     stale = HeartbeatFactory(age=120)
     fresh = HeartbeatFactory(age=0)
-    rescued = queue.requeue_stale(timeout=60)
+    rescued = queue.requeue_stale(timeout=STALE_AFTER)
     assert rescued == [(stale.task_id, Task.Status.PENDING)]
     assert (get(stale.task_id).status, get(stale.task_id).retries) == (Task.Status.PENDING, 1)
     assert get(fresh.task_id).status == Task.Status.RUNNING
+
+
+def test_no_rescue_until_the_server_has_been_up_for_a_whole_timeout():
+    """Workers cannot beat while the server is down: after a restart longer than the timeout,
+    the first janitor back would otherwise requeue every live run."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT extract(epoch FROM clock_timestamp() - pg_postmaster_start_time())")
+        uptime = float(cursor.fetchone()[0])
+    beat = HeartbeatFactory(age=uptime + 3600)
+    assert queue.requeue_stale(timeout=uptime + 60) == []
+    assert get(beat.task_id).status == Task.Status.RUNNING
 
 
 def test_a_late_rescue_cannot_requeue_the_next_run():
@@ -360,18 +374,18 @@ def test_a_late_rescue_cannot_requeue_the_next_run():
     task_id = enqueue()
     first = claim_one()
     Heartbeat.objects.filter(token=first.token).update(heartbeat=db_now() - datetime.timedelta(minutes=5))
-    assert queue.requeue_stale(timeout=60) == [(task_id, Task.Status.PENDING)]
+    assert queue.requeue_stale(timeout=STALE_AFTER) == [(task_id, Task.Status.PENDING)]
     second = claim_one()
     # A second rescuer acting on the first run's token changes nothing.
     assert queue.requeue(task_id, first.token, count_retry=True) is None
-    assert queue.requeue_stale(timeout=60) == []
+    assert queue.requeue_stale(timeout=STALE_AFTER) == []
     assert get(task_id).token == second.token and get(task_id).status == Task.Status.RUNNING
 
 
 def test_requeue_stale_drops_heartbeats_of_runs_that_lost_their_task():
     beat = HeartbeatFactory(age=120)
     Task.objects.filter(pk=beat.task_id).update(token=uuid.uuid4())  # another run owns it now
-    assert queue.requeue_stale(timeout=60) == []
+    assert queue.requeue_stale(timeout=STALE_AFTER) == []
     assert not Heartbeat.objects.filter(token=beat.token).exists()
 
 

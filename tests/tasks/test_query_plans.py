@@ -53,3 +53,10 @@ def test_retry_failed_reads_only_the_retry_index(big_table):
 def test_release_dependents_uses_the_dependency_index(big_table):
     text = plan("release_dependents", {"ids": ["00000000-0000-0000-0000-000000000001"], "tokens": ["00000000-0000-0000-0000-000000000002"]})
     assert "Seq Scan on tasks" not in text, text
+
+
+def test_prepared_statements_are_planned_for_their_arguments():
+    """A generic plan made on an empty table scans tasks_multi_idx by status per batch."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == "force_custom_plan"

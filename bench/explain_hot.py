@@ -10,6 +10,7 @@ in (tasks/sql/queries.sql), whatever their parameters: each `%(name)s` gets a va
 Everything runs in one transaction that is rolled back.
 """
 
+import argparse
 import re
 import sys
 import tempfile
@@ -79,7 +80,9 @@ def explain(rows: int) -> str:
 
 
 def main(argv: list[str]) -> int:
-    rows = int(argv[0]) if argv else 1_000_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows", nargs="?", type=int, default=1_000_000, help="finished tasks in the table")
+    rows = parser.parse_args(argv).rows
     server = Server.from_environment(ROOT)
     database = BenchDatabase(server, "bench_explain")
     env = subprocess_env(database)

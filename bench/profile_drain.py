@@ -195,11 +195,20 @@ class spying:
     """py-spy recording one process for the duration of a `with` block; SIGINT makes it write."""
 
     def __init__(self, py_spy: str, pid: int, output: Path, extra: list[str]):
-        self.command = [py_spy, "record", "--pid", str(pid), "--threads", "--output", str(output), *extra]
+        # py-spy writes its command line into the SVG: relative names keep this machine's paths out.
+        self.executable = py_spy
+        self.command = ["py-spy", "record", "--pid", str(pid), "--threads", "--output", output.name, *extra]
         self.output = output
 
     def __enter__(self):
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(
+            self.command,
+            executable=self.executable,
+            cwd=self.output.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.started = time.monotonic()
         time.sleep(1.0)  # attached, sampling
         if self.process.poll() is not None:

@@ -13,6 +13,9 @@ logger = logging.getLogger(__name__)
 
 QUEUE_CHANNEL = "tasks"
 CANCEL_CHANNEL = "cancel_task"
+# How long one wait for notifications lasts before the thread looks at its stop event: part
+# of every shutdown, which must fit in the grace.
+POLL = 0.1
 
 
 def listen_connection() -> psycopg.Connection:
@@ -46,7 +49,7 @@ class Listener:
                     backoff.succeeded()
                     self._pool.recheck()
                     while not self._stop.is_set():
-                        for notification in conn.notifies(timeout=0.25):
+                        for notification in conn.notifies(timeout=POLL):
                             self._dispatch(notification)
             except psycopg.Error as exc:
                 self.subscribed.clear()

@@ -37,6 +37,9 @@ SAFETY_RECHECK = 5.0
 LINGER = 0.002
 # How long a cancel notification for a run not yet registered is remembered.
 EARLY_CANCEL_MEMORY = 60.0
+# The end of the shutdown grace kept for what follows the handlers (requeue what they left,
+# end the threads, exit), so that the process exits within the grace. At most half of it.
+STOP_RESERVE = 0.5
 
 
 class WorkerPool:
@@ -104,9 +107,10 @@ class WorkerPool:
             return list(self._running.values())
 
     def stop(self, grace: float) -> None:
-        """Take no new task, signal the running handlers, wait up to `grace` seconds for them,
-        requeue what is left without counting a retry, and close every connection."""
-        deadline = time.monotonic() + grace
+        """Take no new task, signal the running handlers, give them the `grace` seconds but
+        the last STOP_RESERVE, requeue what is left without counting a retry, and close
+        every connection, all within `grace` unless the database is slow to answer."""
+        deadline = time.monotonic() + grace - min(STOP_RESERVE, grace / 2)
         self._draining.set()
         with self._dispatch:
             self._dispatch.notify()

@@ -26,7 +26,10 @@ class Command(BaseCommand):
             "--types", nargs="+", metavar="TYPE", help="serve only these task types (default: every registered type)"
         )
         parser.add_argument(
-            "--grace", type=float, help="seconds running tasks get to finish on shutdown (default: TASKING_SHUTDOWN_GRACE)"
+            "--grace",
+            type=float,
+            help="seconds the shutdown may take; handlers get all but the last half second "
+            "(default: TASKING_SHUTDOWN_GRACE)",
         )
 
     def handle(self, *args, workers=None, types=None, grace=None, **options):

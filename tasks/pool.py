@@ -2,9 +2,10 @@
 
 Threads and the connections they own (each Django connection is per thread):
 - dispatcher: the pool's hot path. In one transaction it records the ends of the runs the
-  workers finished and claims as many ready tasks as there are idle workers, so that many
-  tasks cost a few statements;
-- worker-N: runs one handler at a time; it never touches the database for the run's end;
+  workers finished and claims ready tasks for the idle workers, and, while runs are short,
+  for the busy ones too (see AHEAD_HOLD), so that many tasks cost a few statements;
+- worker-N: takes claimed runs from the inbox and runs one handler at a time; it never
+  touches the database for the run's end;
 - heartbeat: refreshes the heartbeats of this pool's runs and stops runs that lost their task;
 - janitor: requeues the tasks of dead workers and retries failed tasks whose time has come;
 - listener: one psycopg connection LISTENing for wake-ups and cancellations (tasks.listener);
@@ -12,10 +13,10 @@ Threads and the connections they own (each Django connection is per thread):
 """
 
 import logging
-import queue as queue_module
 import threading
 import time
 import uuid
+from collections import deque
 
 from django.db import Error as DatabaseError
 from django.db import close_old_connections, connection
@@ -35,6 +36,13 @@ logger = logging.getLogger(__name__)
 SAFETY_RECHECK = 5.0
 # How long the dispatcher waits for busy workers to end before recording the ends it has.
 LINGER = 0.002
+# Runs are claimed ahead of the idle workers, so that the workers have their next runs in
+# hand while the dispatcher's transaction is on its way: one for each run of the last batch
+# that took less than AHEAD_AFTER_RUNS_UNDER seconds (short runs predict short runs), never
+# more than there are workers. A run claimed ahead that no worker has started after
+# AHEAD_HOLD seconds goes back to the queue without using a retry, for any pool to take.
+AHEAD_AFTER_RUNS_UNDER = 0.05
+AHEAD_HOLD = 0.5
 # How long a cancel notification for a run not yet registered is remembered.
 EARLY_CANCEL_MEMORY = 60.0
 # The end of the shutdown grace kept for what follows the handlers (requeue what they left,
@@ -55,12 +63,21 @@ class WorkerPool:
         self._lock = threading.Lock()  # guards _running and _early_cancels
         self._running: dict[uuid.UUID, TaskContext] = {}  # claimed, until their end is recorded
         self._early_cancels: dict[uuid.UUID, float] = {}
-        # The dispatcher's condition: idle workers, ends to record, and "the queue may hold tasks".
-        self._dispatch = threading.Condition()
-        self._idle = workers
+        # One lock for the state the dispatcher and the workers share, with a condition each:
+        # the dispatcher waits for ends to record, runs to claim or runs to give back; the
+        # workers wait for the inbox.
+        dispatch_lock = threading.Lock()
+        self._dispatch = threading.Condition(dispatch_lock)
+        self._work = threading.Condition(dispatch_lock)
+        self._idle = workers  # workers not running a handler
         self._outcomes: list[Outcome] = []
+        self._short_ends = 0  # how many of those runs took less than AHEAD_AFTER_RUNS_UNDER
+        self._ahead = 0  # how many runs to claim beyond the idle workers
         self._may_have_tasks = True
-        self._inbox: queue_module.SimpleQueue[TaskContext | None] = queue_module.SimpleQueue()
+        self._given_back: set[uuid.UUID] = set()  # runs of _outcomes given back unstarted
+        # Claimed runs no worker has taken yet, in pick order, with the time of their claim;
+        # a None tells the worker that takes it to end.
+        self._inbox: deque[tuple[TaskContext | None, float]] = deque()
         self.listener = Listener(self, self._halted)
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True)
         self._janitor = threading.Thread(target=self._janitor_loop, name="janitor", daemon=True)
@@ -116,15 +133,16 @@ class WorkerPool:
             self._dispatch.notify()
         for context in self.running():
             context.request_stop(StopReason.SHUTDOWN)
-        for _ in self._workers:
-            self._inbox.put(None)  # after every claimed task: FIFO
+        with self._work:  # after every claimed run: the workers requeue those first
+            self._inbox.extend((None, 0.0) for _ in self._workers)
+            self._work.notify_all()
         for worker in self._workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
         self._workers_done.set()
         with self._dispatch:
             self._dispatch.notify()
         self._dispatcher.join(timeout=max(1.0, deadline - time.monotonic()))
-        # Runs still registered: handlers that outlived the grace, claims no worker started.
+        # Runs still registered: handlers that outlived the grace, claims no worker took.
         for context in self.running():
             self._requeue_for_shutdown(context)
         self._halted.set()
@@ -141,7 +159,8 @@ class WorkerPool:
         try:
             while True:
                 with self._dispatch:
-                    self._dispatch.wait_for(self._dispatcher_has_work, timeout=max(0.0, next_check - time.monotonic()))
+                    timeout = max(0.0, min(next_check, self._next_hold_end()) - time.monotonic())
+                    self._dispatch.wait_for(self._dispatcher_has_work, timeout=timeout)
                     if self._outcomes:
                         # Let the runs that are about to end join this transaction: many short
                         # tasks then cost one write, not one each.
@@ -149,9 +168,13 @@ class WorkerPool:
                     if time.monotonic() >= next_check:  # the safety re-check
                         self._may_have_tasks = True
                         next_check = time.monotonic() + SAFETY_RECHECK
+                    self._give_back_held_runs()
                     outcomes, self._outcomes = self._outcomes, []
+                    if outcomes:
+                        self._ahead = min(self._short_ends, self.worker_count)
+                        self._short_ends = 0
                     claiming = not self._draining.is_set() and self._may_have_tasks
-                    limit = self._idle if claiming else 0
+                    limit = max(0, self._claimable()) if claiming else 0
                     if limit:
                         self._may_have_tasks = False
                 if not outcomes and limit == 0:
@@ -176,19 +199,44 @@ class WorkerPool:
         finally:
             connection.close()
 
+    # The next five are called with the dispatch lock held.
+
     def _all_workers_idle(self) -> bool:
         return self._idle == self.worker_count
 
+    def _claimable(self) -> int:
+        """How many runs to claim now: one per idle worker and as many ahead as the last
+        batch allows, less the runs already waiting in the inbox."""
+        return self._idle + self._ahead - len(self._inbox)
+
+    def _next_hold_end(self) -> float:
+        context, claimed_at = self._inbox[0] if self._inbox else (None, 0.0)
+        return claimed_at + AHEAD_HOLD if context is not None else float("inf")
+
+    def _give_back_held_runs(self) -> None:
+        """Requeue the runs claimed ahead that no worker took in time: the workers are busy
+        with long runs, and another pool may be idle. Claim no more ahead until short runs
+        end again."""
+        now = time.monotonic()
+        while self._inbox and self._next_hold_end() <= now:
+            context, _ = self._inbox.popleft()
+            context.ended = True
+            self._outcomes.append(Outcome(context.run, Ending.REQUEUE))
+            self._given_back.add(context.task.id)
+            self._ahead = self._short_ends = 0
+
     def _dispatcher_has_work(self) -> bool:
-        claimable = self._idle > 0 and self._may_have_tasks and not self._draining.is_set()
-        return bool(self._outcomes) or claimable or self._workers_done.is_set()
+        claimable = self._claimable() > 0 and self._may_have_tasks and not self._draining.is_set()
+        held_too_long = self._next_hold_end() <= time.monotonic()
+        return bool(self._outcomes) or claimable or held_too_long or self._workers_done.is_set()
 
     def _after_record(self, outcomes: list[Outcome], recorded: queue.Recorded) -> None:
         with self._lock:
             for outcome in outcomes:
                 self._running.pop(outcome.run.task.id, None)
         for outcome in outcomes:
-            _log_end(outcome, recorded.owned)
+            _log_end(outcome, recorded.owned, given_back=outcome.run.task.id in self._given_back)
+        self._given_back.difference_update(outcome.run.task.id for outcome in outcomes)
         if not recorded.claimed:
             return
         contexts = [TaskContext(run) for run in recorded.claimed]
@@ -197,32 +245,39 @@ class WorkerPool:
                 self._running[context.task.id] = context
                 if self._early_cancels.pop(context.task.id, None) is not None:
                     context.request_stop(StopReason.CANCELED)
-        with self._dispatch:
-            self._idle -= len(contexts)
-        for context in contexts:
-            self._inbox.put(context)
+        claimed_at = time.monotonic()
+        with self._work:
+            self._inbox.extend((context, claimed_at) for context in contexts)
+            self._work.notify(len(contexts))
 
     # --- workers ------------------------------------------------------------------------
 
     def _work_loop(self) -> None:
         try:
             while True:
-                try:
-                    context = self._inbox.get(timeout=1.0)
-                except queue_module.Empty:
-                    if self._halted.is_set():  # outlived stop(), which requeued its run
+                with self._work:
+                    if not self._work.wait_for(lambda: self._inbox, timeout=1.0):
+                        if self._halted.is_set():  # outlived stop(), which requeued its run
+                            return
+                        continue
+                    context, _ = self._inbox.popleft()
+                    if context is None:  # stop() has no more work for this worker
                         return
-                    continue
-                if context is None:  # stop() has no more work for this worker
-                    return
+                    self._idle -= 1
+                started = time.monotonic()
                 if self._draining.is_set():
                     outcome = Outcome(context.run, Ending.REQUEUE)
+                elif context.stop_reason is not None:  # canceled or lost before it started
+                    fields = task_fields(context.task)
+                    logger.info("task stopped before it started %s reason=%s", fields, context.stop_reason)
+                    outcome = Outcome(context.run, Ending.STOPPED)
                 else:
                     close_old_connections()  # as Django does per request: fresh or checked
                     outcome = self._run(context)
                 context.ended = True
                 with self._dispatch:
                     self._outcomes.append(outcome)
+                    self._short_ends += time.monotonic() - started < AHEAD_AFTER_RUNS_UNDER
                     self._idle += 1
                     self._dispatch.notify()
         finally:
@@ -318,7 +373,7 @@ class WorkerPool:
             connection.close()
 
 
-def _log_end(outcome: Outcome, owned: dict) -> None:
+def _log_end(outcome: Outcome, owned: dict, *, given_back: bool) -> None:
     fields = task_fields(outcome.run.task)
     task_id = outcome.run.task.id
     if outcome.ending is Ending.STOPPED:
@@ -327,6 +382,8 @@ def _log_end(outcome: Outcome, owned: dict) -> None:
         logger.info("task end discarded: the run no longer owned its task %s ending=%s", fields, outcome.ending)
     elif outcome.ending is Ending.COMPLETED:
         logger.info("task completed %s", fields)
+    elif given_back:
+        logger.info("task given back to the queue: claimed ahead, no worker took it in time %s", fields)
     elif outcome.ending is Ending.REQUEUE:
         logger.info("task requeued for shutdown %s", fields)
     else:

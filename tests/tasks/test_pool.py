@@ -1,14 +1,15 @@
 """The worker pool in this process: threads, notifications, heartbeats and cancellation."""
 
+import logging
 import threading
 import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from tasks import client, queue
 from tasks.models import Heartbeat, Task
-from tasks.pool import SAFETY_RECHECK
+from tasks.pool import AHEAD_HOLD, SAFETY_RECHECK
 from tests.conftest import wait_until
 from tests.factories import HeartbeatFactory, TaskFactory
 from tests.handlers import recorder
@@ -268,3 +269,58 @@ def test_the_dispatcher_rests_while_the_pool_drains(start_pool):
     stopper.join(timeout=10)
     assert not dispatcher.is_alive()
     assert spent < 0.4, f"the pool used {spent:.2f}s of CPU in 0.8s of grace"
+
+
+def claim_one_behind_a_busy_worker(pool, waiting_type: str, waiting_payload=None):
+    """Make a 1-worker pool claim a run ahead of its worker, which then stays busy.
+
+    Short runs let the pool claim ahead; a busy task and a waiting one queued together are
+    then claimed together, the busy one first (priority). Returns their ids."""
+    short = [client.enqueue("test.record") for _ in range(3)]
+    wait_until(
+        lambda: Task.objects.filter(pk__in=short, status=Task.Status.COMPLETED).count() == 3, message="the short runs"
+    )
+    with transaction.atomic():
+        busy = client.enqueue("test.gate", {"gate": "busy"}, priority=1)
+        waiting = client.enqueue(waiting_type, waiting_payload)
+    wait_until(lambda: busy in run_ids(), message="the busy task to start")
+    wait_until(lambda: waiting in {c.task.id for c in pool.running()}, message="the pool to claim ahead")
+    return busy, waiting
+
+
+def test_a_run_claimed_ahead_goes_back_to_the_queue_when_no_worker_takes_it(start_pool, caplog):
+    """Claiming ahead must not hold a task behind a long run while another pool could run it."""
+    pool = start_pool(workers=1, types=["test.record", "test.gate"])
+    with caplog.at_level(logging.INFO, logger="tasks.pool"):
+        busy, waiting = claim_one_behind_a_busy_worker(pool, "test.record")
+        given_back = time.monotonic()
+        wait_until(
+            lambda: Task.objects.filter(pk=waiting, status=Task.Status.PENDING, token=None).exists(),
+            timeout=AHEAD_HOLD + 2,
+            message="the waiting task to go back to the queue",
+        )
+        assert time.monotonic() - given_back < AHEAD_HOLD + 1
+        line = f"task given back to the queue: claimed ahead, no worker took it in time task_id={waiting}"
+        wait_until(lambda: line in caplog.text, message="the line logged once the give-back is written")
+    start_pool(workers=1, types=["test.record"])
+    task = wait_for_status(waiting, Task.Status.COMPLETED)
+    assert task.retries == 0
+    assert run_ids().count(waiting) == 1
+    assert status(busy) == Task.Status.RUNNING
+    recorder.gate("busy").set()
+
+
+def test_a_run_canceled_before_a_worker_takes_it_never_starts(start_pool):
+    pool = start_pool(workers=1, types=["test.record", "test.gate"])
+    busy, waiting = claim_one_behind_a_busy_worker(pool, "test.gate", {"gate": "waiting"})
+    client.cancel(waiting)
+    wait_until(
+        lambda: any(c.task.id == waiting and c.stop_requested for c in pool.running()), message="the stop request"
+    )
+    recorder.gate("busy").set()  # the worker is free, and takes the canceled run first
+    wait_for_status(busy, Task.Status.COMPLETED)
+    follow_up = client.enqueue("test.record")
+    wait_for_status(follow_up, Task.Status.COMPLETED)
+    assert waiting not in run_ids()
+    assert status(waiting) == Task.Status.CANCELED
+    assert not Heartbeat.objects.exists()

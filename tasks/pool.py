@@ -233,7 +233,7 @@ class WorkerPool:
     def _after_record(self, outcomes: list[Outcome], recorded: queue.Recorded) -> None:
         with self._lock:
             for outcome in outcomes:
-                self._running.pop(outcome.run.task.id, None)
+                self._unregister(outcome.run)
         for outcome in outcomes:
             _log_end(outcome, recorded.owned, given_back=outcome.run.task.id in self._given_back)
         self._given_back.difference_update(outcome.run.task.id for outcome in outcomes)
@@ -242,6 +242,11 @@ class WorkerPool:
         contexts = [TaskContext(run) for run in recorded.claimed]
         with self._lock:
             for context in contexts:
+                previous = self._running.get(context.task.id)
+                if previous is not None:
+                    # A run of ours that stalled, was rescued, and is claimed again by us.
+                    previous.request_stop(StopReason.LOST)
+                    logger.warning("run no longer owns its task, stopping it %s", task_fields(previous.task))
                 self._running[context.task.id] = context
                 if self._early_cancels.pop(context.task.id, None) is not None:
                     context.request_stop(StopReason.CANCELED)
@@ -302,9 +307,15 @@ class WorkerPool:
         logger.warning("task handler raised %s", task_fields(task), exc_info=error)
         return Outcome(context.run, Ending.FAILED, _error_text(error), handler.requeueable)
 
+    def _unregister(self, run: queue.Run) -> None:
+        """Forget a run, not a later run of the same task. Called with self._lock held."""
+        context = self._running.get(run.task.id)
+        if context is not None and context.run.token == run.token:
+            del self._running[run.task.id]
+
     def _requeue_for_shutdown(self, context: TaskContext) -> None:
         with self._lock:
-            self._running.pop(context.task.id, None)
+            self._unregister(context.run)
         fields = task_fields(context.task)
         try:
             status = queue.requeue(context.task.id, context.run.token, count_retry=False)
@@ -392,5 +403,8 @@ def _log_end(outcome: Outcome, owned: dict, *, given_back: bool) -> None:
 
 
 def _error_text(error: BaseException) -> str:
-    message = str(error)
+    try:
+        message = str(error)
+    except Exception:  # a handler's exception class may be broken; its task must still end
+        message = "(its message could not be read)"
     return f"{type(error).__name__}: {message}" if message else type(error).__name__

@@ -78,3 +78,15 @@ def exits(context):
     """Raise SystemExit: not an Exception, and still a failure of the task only."""
     recorder.record(context)
     raise SystemExit("handler called sys.exit")
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise ValueError("no text")
+
+
+@handler("test.unprintable")
+def unprintable(context):
+    """Raise an exception whose str() raises too."""
+    recorder.record(context)
+    raise Unprintable()

@@ -8,6 +8,7 @@ import pytest
 from django.db import connection, transaction
 
 from tasks import client, queue
+from tasks.context import StopReason
 from tasks.models import Heartbeat, Task
 from tasks.pool import AHEAD_HOLD, SAFETY_RECHECK
 from tests.conftest import wait_until
@@ -145,6 +146,34 @@ def test_a_run_that_lost_its_task_is_stopped_and_cannot_finish_it(start_pool):
     client.cancel(task_id)
     wait_until(lambda: pool.running() == [], message="the second run to stop")
     assert status(task_id) == Task.Status.CANCELED
+
+
+def test_a_run_rescued_and_claimed_again_by_its_own_pool_is_stopped(start_pool):
+    """A stalled pool's run is rescued and the same pool claims the task again: the old run is
+    stopped, and its end does not make the pool forget the new one."""
+    pool = start_pool(workers=2, types=["test.ignores_cancel"])
+    task_id = client.enqueue("test.ignores_cancel")
+    wait_until(lambda: task_id in run_ids(), message="the first run")
+    [first] = pool.running()
+    assert queue.requeue(task_id, first.run.token, count_retry=True) == Task.Status.PENDING
+    wait_until(lambda: len(recorder.runs) == 2, message="the second run")
+    wait_until(lambda: first.stop_reason == StopReason.LOST, timeout=1.0, message="the first run to be stopped")
+    second_token = Task.objects.get(pk=task_id).token
+    wait_until(
+        lambda: [context.run.token for context in pool.running()] == [second_token],
+        message="the first run's end to be recorded, the second run still held",
+    )
+    client.cancel(task_id)  # reaches the second run: the pool still holds it
+    wait_until(lambda: pool.running() == [], message="the second run to stop")
+    assert status(task_id) == Task.Status.CANCELED
+
+
+def test_a_handler_exception_without_a_readable_message_fails_its_task_only(start_pool):
+    start_pool(workers=1, types=["test.unprintable", "test.record"])
+    task_id = client.enqueue("test.unprintable")
+    assert wait_for_status(task_id, Task.Status.FAILED).error == "Unprintable: (its message could not be read)"
+    follow_up = client.enqueue("test.record")
+    wait_for_status(follow_up, Task.Status.COMPLETED)
 
 
 def test_a_dead_workers_task_is_rescued_and_run_again(start_pool):

@@ -56,29 +56,27 @@ WITH picked AS (
 SELECT * FROM claimed;
 
 -- name: complete
--- Finish runs as completed: those that still own their task.
-WITH done AS (
-    UPDATE tasks t
-    SET status = 'completed', finished_at = clock_timestamp(), error = NULL, next_retry_time = NULL
-    FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS run (id, token)
-    WHERE t.id = run.id AND t.token = run.token AND t.status = 'running'
-    RETURNING t.id, t.token
-), beats AS (
-    DELETE FROM task_heartbeats h USING done WHERE h.token = done.token
-)
-SELECT id FROM done;
+-- Finish runs as completed: those that still own their task. Their heartbeats are dropped by
+-- release_dependents, which always follows in the same transaction.
+UPDATE tasks t
+SET status = 'completed', finished_at = clock_timestamp(), error = NULL, next_retry_time = NULL
+FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS run (id, token)
+WHERE t.id = run.id AND t.token = run.token AND t.status = 'running'
+RETURNING t.id;
 
 -- name: release_dependents
 -- Count the runs' tasks that are now completed off their dependents, and wake the pools if
 -- one became ready. It runs as a statement of its own after `complete`, so that its
 -- snapshot sees a dependent whose enqueue was waiting on a completed task's row lock.
--- Dependents are locked in id order, so that pools completing parents of the same children
--- do not deadlock.
+-- A completed run's heartbeat is dropped here, and only a run whose heartbeat it drops is
+-- counted: an end recorded twice (re-sent after a commit whose answer was lost) is counted
+-- once. Dependents are locked in id order, so that pools completing parents of the same
+-- children do not deadlock.
 WITH parents AS (
-    SELECT t.id
-    FROM tasks t JOIN unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS run (id, token)
-         ON t.id = run.id AND t.token = run.token
-    WHERE t.status = 'completed'
+    DELETE FROM task_heartbeats h
+    USING tasks t, unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS run (id, token)
+    WHERE h.token = run.token AND t.id = run.id AND t.token = run.token AND t.status = 'completed'
+    RETURNING t.id
 ), counts AS (
     SELECT task_id, count(*) AS n
     FROM task_dependencies
@@ -157,6 +155,7 @@ WITH doomed AS (
     SELECT t.id, t.status
     FROM tasks t JOIN task_dependencies d ON d.task_id = t.id
     WHERE d.dependency_id = ANY(%(ids)s::uuid[]) AND t.status IN ('pending', 'running')
+    ORDER BY t.id  -- the order release_dependents locks them in
     FOR UPDATE OF t
 ), canceled AS (
     UPDATE tasks t
@@ -183,15 +182,18 @@ RETURNING h.token;
 
 -- name: stale_heartbeats
 -- Heartbeats older than the timeout: their worker died or stalled. Locked so that two pools
--- never rescue the same run. Ages that span a server restart say nothing of the workers, which
--- could not beat while it was down: after one, every run has a full timeout to beat again.
-SELECT id, token
-FROM task_heartbeats
-WHERE heartbeat < clock_timestamp() - make_interval(secs => %(timeout)s::float8)
+-- never rescue the same run, with their tasks: a complete or a cancel locks the task and then
+-- the heartbeat, so a rescue holding only the heartbeat would deadlock with it; the rows of a
+-- run being finished are skipped instead. Ages that span a server restart say nothing of the
+-- workers, which could not beat while it was down: after one, every run has a full timeout to
+-- beat again.
+SELECT h.id, h.token
+FROM task_heartbeats h JOIN tasks t ON t.id = h.id
+WHERE h.heartbeat < clock_timestamp() - make_interval(secs => %(timeout)s::float8)
     AND pg_postmaster_start_time() < clock_timestamp() - make_interval(secs => %(timeout)s::float8)
-ORDER BY heartbeat
+ORDER BY h.heartbeat
 LIMIT 100
-FOR UPDATE SKIP LOCKED;
+FOR UPDATE OF h, t SKIP LOCKED;
 
 -- name: delete_heartbeat
 -- Drop a heartbeat whose run no longer owns its task.

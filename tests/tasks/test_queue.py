@@ -4,13 +4,16 @@ import datetime
 import threading
 import uuid
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 
 from tasks import client, queue
 from tasks.exceptions import DependencyNotFound, TaskNotFound
 from tasks.models import Heartbeat, Task
+from tasks.listener import listen_connection
 from tasks.sql import QUERIES, load_queries
+from tests.conftest import wait_until
 from tests.factories import HeartbeatFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +31,12 @@ def claim_one(type_="test.record") -> queue.Run:
 
 def get(task_id) -> Task:
     return Task.objects.get(pk=task_id)
+
+
+def waits_for_a_lock(backend_pid: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [backend_pid])
+        return bool(cursor.fetchone()[0])
 
 
 def db_now():
@@ -367,6 +376,50 @@ def test_no_rescue_until_the_server_has_been_up_for_a_whole_timeout():
     beat = HeartbeatFactory(age=uptime + 3600)
     assert queue.requeue_stale(timeout=uptime + 60) == []
     assert get(beat.task_id).status == Task.Status.RUNNING
+
+
+def test_an_end_recorded_twice_counts_its_task_off_its_dependents_once():
+    """A pool re-sends the ends of a transaction whose commit it did not see acknowledged."""
+    first_parent, second_parent = enqueue(payload={"n": 1}), enqueue(payload={"n": 2})
+    child = enqueue(dependencies=[first_parent, second_parent])
+    first_run = next(run for run in queue.claim(["test.record"], 2) if run.task.id == first_parent)
+    assert queue.complete(first_run)
+    assert not queue.complete(first_run)  # the same end again
+    assert get(child).dependencies_left == 1
+    assert queue.claim(["test.record"], 5) == []  # the child still waits for its second parent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rescue_and_a_complete_of_the_same_run_do_not_deadlock():
+    """The rescue locks the heartbeat and the task, as complete and cancel lock them."""
+    task_id = enqueue()
+    run = claim_one()
+    Heartbeat.objects.update(heartbeat=db_now() - datetime.timedelta(minutes=5))
+    finished = {}
+    with listen_connection() as janitor, listen_connection() as worker:
+        janitor.autocommit = worker.autocommit = False
+        stale = janitor.execute(QUERIES["stale_heartbeats"], {"timeout": STALE_AFTER}).fetchall()
+        assert stale == [(task_id, run.token)]
+
+        def finish():  # the dispatcher's step, on its own connection
+            params = {"ids": [run.task.id], "tokens": [run.token]}
+            try:
+                finished["owned"] = worker.execute(QUERIES["complete"], params).fetchall()
+                worker.execute(QUERIES["release_dependents"], params)
+                worker.commit()
+            except psycopg.Error as exc:
+                finished["error"] = repr(exc)
+
+        thread = threading.Thread(target=finish)
+        thread.start()
+        wait_until(lambda: waits_for_a_lock(worker.info.backend_pid), message="the complete to wait for the rescue")
+        params = {"id": task_id, "token": run.token, "count_retry": 1, "max_retries": 3}
+        assert janitor.execute(QUERIES["requeue"], params).fetchall()
+        janitor.commit()
+        thread.join(timeout=10)
+    assert finished == {"owned": []}  # the rescue won; the run's end changes nothing
+    assert (get(task_id).status, get(task_id).retries) == (Task.Status.PENDING, 1)
+    assert not Heartbeat.objects.exists()
 
 
 def test_a_late_rescue_cannot_requeue_the_next_run():

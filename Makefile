@@ -1,5 +1,9 @@
 # The two entry points of the README. Both create .venv (Python >= 3.12) on first use.
-.PHONY: run test reliability bench
+.PHONY: run test lint reliability bench
+
+# Settings load without a database connection; these let them load without starting the
+# embedded server either (the type checker's Django plugin imports them).
+LINT_ENV = DATABASE_URL=postgres://lint@localhost/lint SECRET_KEY=lint
 
 run:
 	scripts/bootstrap requirements.txt
@@ -9,6 +13,15 @@ run:
 test:
 	scripts/bootstrap requirements-dev.txt
 	.venv/bin/python -m pytest
+
+# The code-health gates, configured in pyproject.toml: lint and format (ruff), types (mypy,
+# strict on the apps), and the import contracts between the apps (import-linter).
+lint:
+	scripts/bootstrap requirements-dev.txt
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	$(LINT_ENV) .venv/bin/mypy
+	.venv/bin/lint-imports
 
 # The benchmark of issue 4 (bench/README.md), against DATABASE_URL's server or the embedded one,
 # in a database of its own. BENCH_ARGS="--quick", "--only drain", "--record --note before", ...

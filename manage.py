@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Django's command-line utility for administrative tasks."""
+
 import os
 import sys
 
@@ -11,7 +12,8 @@ def main():
     from django.core.management import execute_from_command_line
 
     try:
-        settings.INSTALLED_APPS  # load the settings now: a configuration error is one line, not a traceback
+        # Load the settings now: a configuration error is one line, not a traceback.
+        _ = settings.INSTALLED_APPS
     except ImproperlyConfigured as exc:
         sys.exit(f"error: {exc}")
     execute_from_command_line(sys.argv)

@@ -50,7 +50,9 @@ class Server:
         return cls(settings["HOST"], settings["PORT"], settings["USER"], settings["PASSWORD"], embedded=True)
 
     def conninfo(self, dbname: str) -> str:
-        return make_conninfo(host=self.host, port=self.port, user=self.user, password=self.password or None, dbname=dbname)
+        return make_conninfo(
+            host=self.host, port=self.port, user=self.user, password=self.password or None, dbname=dbname
+        )
 
     def url(self, dbname: str) -> str:
         """A DATABASE_URL for Django processes (a socket directory goes percent-encoded)."""
@@ -80,7 +82,9 @@ class BenchDatabase:
 
     def __init__(self, server: Server, name: str):
         if not name.startswith(NAME_PREFIX) or not name.replace("_", "").isalnum():
-            raise ValueError(f"the bench database name must start with {NAME_PREFIX!r} and be a plain identifier: {name!r}")
+            raise ValueError(
+                f"the bench database name must start with {NAME_PREFIX!r} and be a plain identifier: {name!r}"
+            )
         self.server = server
         self.name = name
 

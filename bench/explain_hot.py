@@ -34,11 +34,24 @@ class Rollback(Exception):
 def params_for(query: str, run_id: uuid.UUID, token: uuid.UUID) -> dict:
     """A value for every named parameter of a statement, by its name."""
     known = {
-        "ids": [run_id], "id": run_id, "tokens": [token], "token": token,
-        "types": ["diagnostics.noop"], "type": "diagnostics.noop", "limit": 8,
-        "payloads": ['{"bench": "explain"}'], "status": "pending", "error": None,
-        "org_id": "org-1", "account_id": None, "object_uuid": None, "object_type": None,
-        "request_id": None, "priority": 0, "dependencies_left": 0, "timeout": 60,
+        "ids": [run_id],
+        "id": run_id,
+        "tokens": [token],
+        "token": token,
+        "types": ["diagnostics.noop"],
+        "type": "diagnostics.noop",
+        "limit": 8,
+        "payloads": ['{"bench": "explain"}'],
+        "status": "pending",
+        "error": None,
+        "org_id": "org-1",
+        "account_id": None,
+        "object_uuid": None,
+        "object_type": None,
+        "request_id": None,
+        "priority": 0,
+        "dependencies_left": 0,
+        "timeout": 60,
     }
     names = set(PLACEHOLDER.findall(query))
     missing = names - set(known)

@@ -45,7 +45,10 @@ PY_SPY_STOP_TIMEOUT = 60.0
 CATEGORIES = [
     ("logging", re.compile(r"\((logging/|tasks/log\.py)")),
     # psycopg waits for the server in C (wait_c), under Connection.wait or in waiting.py.
-    ("database round trip (waiting on the server)", re.compile(r"^(\w+\.)?wait \(psycopg/connection\.py|\(psycopg/waiting\.py")),
+    (
+        "database round trip (waiting on the server)",
+        re.compile(r"^(\w+\.)?wait \(psycopg/connection\.py|\(psycopg/waiting\.py"),
+    ),
     ("psycopg (client side)", re.compile(r"\(psycopg/")),
     ("django (connection, atomic, ORM)", re.compile(r"\(django/")),
     # Waiting for a task or an end, or (in CPU samples) for the GIL after such a wait.
@@ -87,7 +90,13 @@ def main(argv) -> int:
 
         fixtures.reset()
         with WorkerProcesses(
-            root=ROOT, env=env, log_dir=log_dir, processes=1, workers=args.workers, types=[fixtures.NOOP], name="profile"
+            root=ROOT,
+            env=env,
+            log_dir=log_dir,
+            processes=1,
+            workers=args.workers,
+            types=[fixtures.NOOP],
+            name="profile",
         ) as pool:
             pool.wait_started()
             wait_listening(pool)
@@ -111,17 +120,21 @@ def main(argv) -> int:
                 for output, extra in runs:
                     with spying(py_spy, pid, output, extra + ["--rate", str(args.rate)]) as spy:
                         profiled = measure(pool, args.tasks, log_path)
-                    lines.append(f"\n{output.name}: drained at {profiled['rate']:,.0f} tasks/s under py-spy, "
-                                 f"{spy.seconds:.1f} s recorded")
+                    lines.append(
+                        f"\n{output.name}: drained at {profiled['rate']:,.0f} tasks/s under py-spy, "
+                        f"{spy.seconds:.1f} s recorded"
+                    )
                     if output == raw["gil"]:
                         held = sum(int(line.rpartition(" ")[2]) for line in output.read_text().splitlines())
-                        lines.append(f"  GIL held in {held:,} samples: {held / (spy.seconds * args.rate):.0%} of "
-                                     f"{spy.seconds:.1f} s x {args.rate} Hz (py-spy counted {spy.samples} samples)")
+                        lines.append(
+                            f"  GIL held in {held:,} samples: {held / (spy.seconds * args.rate):.0%} of "
+                            f"{spy.seconds:.1f} s x {args.rate} Hz (py-spy counted {spy.samples} samples)"
+                        )
                 lines.append(summarize(raw["cpu"], "CPU samples (threads not blocked in a system call)"))
                 lines.append(summarize(raw["wall"], "wall-clock samples (--idle: waits included)"))
                 lines.append(summarize(raw["gil"], "GIL samples (the thread holding the GIL)"))
                 summary = "\n".join(lines)
-                print(summary[len(lines[0]):])
+                print(summary[len(lines[0]) :])
                 Path(f"{stem}-summary.txt").write_text(summary + "\n")
                 for path in raw.values():
                     compress(path)
@@ -188,7 +201,12 @@ def snapshot(pool, log_path: Path) -> dict:
         except psutil.Error:
             continue
         backends[pid] = times.user + times.system
-    return {"worker": pool.cpu_seconds(), "backends": backends, "commits": commits, "log_bytes": log_path.stat().st_size}
+    return {
+        "worker": pool.cpu_seconds(),
+        "backends": backends,
+        "commits": commits,
+        "log_bytes": log_path.stat().st_size,
+    }
 
 
 class spying:
@@ -229,13 +247,15 @@ class spying:
 
 
 def report_plain(m: dict, args) -> str:
-    return "\n".join([
-        f"unprofiled drain of {m['tasks']:,} noops, 1 x {args.workers} workers:",
-        f"  rate {m['rate']:,.0f} tasks/s = {m['wall_us']:.0f} us of wall time per task",
-        f"  CPU per task: runworkers process {m['worker_cpu_us']:.0f} us, "
-        f"its {m['backends']} PostgreSQL backends {m['postgres_cpu_us']:.0f} us",
-        f"  commits per task {m['commits']:.2f}; log bytes per task {m['log_bytes']:.0f}",
-    ])
+    return "\n".join(
+        [
+            f"unprofiled drain of {m['tasks']:,} noops, 1 x {args.workers} workers:",
+            f"  rate {m['rate']:,.0f} tasks/s = {m['wall_us']:.0f} us of wall time per task",
+            f"  CPU per task: runworkers process {m['worker_cpu_us']:.0f} us, "
+            f"its {m['backends']} PostgreSQL backends {m['postgres_cpu_us']:.0f} us",
+            f"  commits per task {m['commits']:.2f}; log bytes per task {m['log_bytes']:.0f}",
+        ]
+    )
 
 
 def summarize(raw: Path, title: str) -> str:
@@ -248,7 +268,11 @@ def summarize(raw: Path, title: str) -> str:
         thread = re.sub(r"^worker-\d+$", "worker-*", thread)
         by_thread[thread][categorize(frames[1:])] += int(count)
     total = sum(sum(c.values()) for c in by_thread.values())
-    lines = [f"\n{raw.name}: {title}, {total:,} samples", "| thread | category | share of all samples |", "|---|---|---:|"]
+    lines = [
+        f"\n{raw.name}: {title}, {total:,} samples",
+        "| thread | category | share of all samples |",
+        "|---|---|---:|",
+    ]
     for thread, counts in sorted(by_thread.items(), key=lambda item: -sum(item[1].values())):
         for category, count in counts.most_common():
             lines.append(f"| {thread} | {category} | {count / total:.1%} |")

@@ -4,7 +4,7 @@ import json
 import os
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.db import connection
@@ -56,7 +56,11 @@ def _code_version(root: Path) -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "tasks", "contentsources"],
-            cwd=root, capture_output=True, text=True, timeout=10, check=True,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown (not a git checkout)"
@@ -116,13 +120,19 @@ def ratios(results: dict) -> list[tuple[str, float | None]]:
     out = []
     single = (results.get("enqueue") or {}).get("single", {}).get("rate")
     if single and "insert_1client" in ceiling:
-        out.append(("ENQUEUE one per transaction / CEILING (a1) 1 client", ratio(single, ceiling["insert_1client"]["tasks"])))
+        out.append(
+            ("ENQUEUE one per transaction / CEILING (a1) 1 client", ratio(single, ceiling["insert_1client"]["tasks"]))
+        )
     if drain_1x8 and scale_8:
         out.append(("SCALE 1×8 / DRAIN 1×8 on an empty table", ratio(scale_8, drain_1x8)))
     if drain_1x8 and "claim_finish" in ceiling:
         out.append(("DRAIN 1×8 / CEILING (b) claim + finish", ratio(drain_1x8, ceiling["claim_finish"]["tasks"])))
-        out.append(("DRAIN 1×8 / CEILING (b′) two transactions", ratio(drain_1x8, ceiling["claim_finish_2tx"]["tasks"])))
-        out.append(("DRAIN 1×8 / CEILING (c) claim 10 + finish 10", ratio(drain_1x8, ceiling["claim10_finish"]["tasks"])))
+        out.append(
+            ("DRAIN 1×8 / CEILING (b′) two transactions", ratio(drain_1x8, ceiling["claim_finish_2tx"]["tasks"]))
+        )
+        out.append(
+            ("DRAIN 1×8 / CEILING (c) claim 10 + finish 10", ratio(drain_1x8, ceiling["claim10_finish"]["tasks"]))
+        )
     return out
 
 
@@ -133,9 +143,8 @@ def table(results: dict) -> str:
             lines.append(f"| {workload} | {what} | | | | {note} |")
             continue
         unit = fig["unit"] + (f" — {note}" if note else "")
-        lines.append(
-            f"| {workload} | {what} | {_number(fig['median'])} | {_number(fig['min'])} | {_number(fig['max'])} | {unit} |"
-        )
+        spread = f"{_number(fig['median'])} | {_number(fig['min'])} | {_number(fig['max'])}"
+        lines.append(f"| {workload} | {what} | {spread} | {unit} |")
     for what, value in ratios(results):
         lines.append(f"| ratio | {what} | {value:.2f} | | | |" if value is not None else f"| ratio | {what} | | | | |")
     return "\n".join(lines)
@@ -190,4 +199,4 @@ def record(results_md: Path, report: dict) -> None:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

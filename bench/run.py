@@ -31,7 +31,9 @@ WORKLOADS = ("enqueue", "drain", "latency", "scale", "ceiling")
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few hundred tasks, one run each (the smoke test)")
-    parser.add_argument("--only", nargs="+", choices=WORKLOADS, metavar="NAME", help=f"only these: {', '.join(WORKLOADS)}")
+    parser.add_argument(
+        "--only", nargs="+", choices=WORKLOADS, metavar="NAME", help=f"only these: {', '.join(WORKLOADS)}"
+    )
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     parser.add_argument("--record", action="store_true", help="add the run to bench/RESULTS.md and bench/results/")
     parser.add_argument("--note", default="", help="a label for the run in RESULTS.md (e.g. 'before')")

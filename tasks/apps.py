@@ -6,7 +6,7 @@ class TasksConfig(AppConfig):
     name = "tasks"
     default_auto_field = "django.db.models.BigAutoField"
 
-    def ready(self):
+    def ready(self) -> None:
         from tasks import checks  # noqa: F401  (registers the system checks)
 
         # Every app's `handlers` module registers its task types, in the API and the workers alike.

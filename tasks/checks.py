@@ -1,17 +1,27 @@
 """System checks for the task framework's settings."""
 
-from django.core.checks import Error, register
+import math
+from collections.abc import Mapping
+from typing import Any
 
-from tasks.conf import tasking
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, register
+
+from tasks.conf import KNOWN_KEYS, tasking
 
 # Connections a pool opens besides one per worker: dispatcher, heartbeat, janitor, listener, main.
 POOL_OVERHEAD_CONNECTIONS = 5
 
 
 @register()
-def check_tasking_settings(app_configs, **kwargs):
+def check_tasking_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    given = getattr(settings, "TASKING", {})
+    if not isinstance(given, Mapping):
+        return [Error(f"TASKING must be a dict, not {type(given).__name__}.", id="tasks.E005")]
+    errors = _unknown_or_mistyped(given)
+    if errors:
+        return errors  # the values below cannot be compared yet
     conf = tasking()
-    errors = []
     if conf.heartbeat < 0.3:
         errors.append(Error("TASKING_HEARTBEAT must be at least 300ms.", id="tasks.E001"))
     if conf.worker_count < 1:
@@ -26,4 +36,20 @@ def check_tasking_settings(app_configs, **kwargs):
         )
     if conf.payload_limit < 1:
         errors.append(Error("TASKING_PAYLOAD_LIMIT must be positive.", id="tasks.E004"))
+    return errors
+
+
+def _unknown_or_mistyped(given: Mapping[Any, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for key, value in given.items():
+        setting = KNOWN_KEYS.get(key)
+        if setting is None:
+            known = ", ".join(sorted(KNOWN_KEYS))
+            errors.append(Error(f"TASKING has an unknown key {key!r}; the known keys are {known}.", id="tasks.E005"))
+            continue
+        # A duration may be given as an int; a count must be an int. bool is an int, not a number here.
+        expected = (int, float) if setting.type is float else (int,)
+        if isinstance(value, bool) or not isinstance(value, expected) or not math.isfinite(value):
+            kind = "a number of seconds" if setting.type is float else "an integer"
+            errors.append(Error(f"TASKING[{key!r}] must be {kind}, not {value!r}.", id="tasks.E006"))
     return errors

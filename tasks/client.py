@@ -1,27 +1,23 @@
 """Enqueue and cancel tasks: the API of the task framework for the rest of the project."""
 
-import json
 import logging
-import re
 import uuid
 from collections.abc import Iterable
 
 from tasks import queue, registry
-from tasks.conf import tasking
-from tasks.exceptions import DependencyNotFound, InvalidPayload, InvalidTask, TaskNotCancellable, TaskNotFound
+from tasks.exceptions import DependencyNotFound, InvalidTask, TaskNotCancellable, TaskNotFound
 from tasks.models import Task
+from tasks.payloads import serialize_payload
 
 logger = logging.getLogger(__name__)
 
 PRIORITY_RANGE = (-(2**31), 2**31 - 1)  # the column is a 32-bit integer
 TEXT_FIELD_LIMIT = 255
-# A NUL escaped in JSON text: \u0000 after an even number of backslashes (an odd one escapes the \).
-_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def enqueue(
     type: str,
-    payload=None,
+    payload: object = None,
     *,
     dependencies: Iterable[uuid.UUID | str] = (),
     priority: int = 0,
@@ -51,7 +47,7 @@ def enqueue(
 
 def enqueue_many(
     type: str,
-    payloads: Iterable,
+    payloads: Iterable[object],
     *,
     dependencies: Iterable[uuid.UUID | str] = (),
     priority: int = 0,
@@ -73,7 +69,12 @@ def enqueue_many(
             raise DependencyNotFound(f"dependency is not a task id: {dependency!r}") from None
     if not isinstance(priority, int) or not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]:
         raise InvalidTask(f"priority must be an integer from {PRIORITY_RANGE[0]} to {PRIORITY_RANGE[1]}: {priority!r}")
-    for name, value in (("org_id", org_id), ("account_id", account_id), ("object_type", object_type), ("request_id", request_id)):
+    for name, value in (
+        ("org_id", org_id),
+        ("account_id", account_id),
+        ("object_type", object_type),
+        ("request_id", request_id),
+    ):
         if value is not None and len(value) > TEXT_FIELD_LIMIT:
             raise InvalidTask(f"{name} is longer than {TEXT_FIELD_LIMIT} characters")
     if not payloads_json:
@@ -130,23 +131,3 @@ def cancel(task_id: uuid.UUID | str) -> str:
         previous,
     )
     return previous
-
-
-def serialize_payload(payload) -> str:
-    """JSON text of a payload, or InvalidPayload saying why it cannot be stored."""
-    try:
-        text = json.dumps(payload, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidPayload(f"payload is not JSON-serialisable: {exc}") from None
-    except RecursionError:
-        raise InvalidPayload("payload is not JSON-serialisable: it is nested too deep") from None
-    if _JSON_NUL.search(text):
-        raise InvalidPayload("payload contains a NUL character, which PostgreSQL cannot store")
-    try:
-        size = len(text.encode())
-    except UnicodeEncodeError:
-        raise InvalidPayload("payload contains a lone surrogate, which is not UTF-8 text") from None
-    limit = tasking().payload_limit
-    if size > limit:
-        raise InvalidPayload(f"payload is {size} bytes, over the limit of {limit} (TASKING_PAYLOAD_LIMIT)")
-    return text

@@ -1,7 +1,14 @@
-"""Settings of the task framework, read lazily from `settings.TASKING`."""
+"""Settings of the task framework: their defaults, read lazily from `settings.TASKING`.
+
+This module is the one place where the defaults live. `contentsources/settings.py` puts in
+`TASKING` only what the environment sets (through `from_environment`); a key that this
+module does not know is reported by the system check `tasks.E005`.
+"""
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -18,14 +25,31 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+def parse_integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"not an integer: {text!r}") from None
+
+
+def _setting(default: float, parse: Callable[[str], float]) -> Any:
+    return field(default=default, metadata={"parse": parse})
+
+
 @dataclass(frozen=True)
 class TaskingSettings:
-    heartbeat: float
-    worker_count: int
-    retry_wait_upper_bound: float
-    pool_limit: int
-    shutdown_grace: float
-    payload_limit: int
+    """The framework's settings; the environment variable of each is `TASKING_<NAME>`."""
+
+    # A running task whose heartbeat is older than this is rescued from its dead worker.
+    heartbeat: float = _setting(60.0, parse_duration)
+    worker_count: int = _setting(3, parse_integer)
+    # U in the wait before an automatic retry: U / (MAX_RETRIES - retries + 1).
+    retry_wait_upper_bound: float = _setting(12 * 3600.0, parse_duration)
+    # Most connections one `runworkers` process may open.
+    pool_limit: int = _setting(20, parse_integer)
+    shutdown_grace: float = _setting(10.0, parse_duration)
+    # Largest payload, in bytes of its JSON text.
+    payload_limit: int = _setting(1024 * 1024, parse_integer)
 
     @property
     def heartbeat_interval(self) -> float:
@@ -33,18 +57,36 @@ class TaskingSettings:
         return self.heartbeat / 3
 
 
-_DEFAULTS = {
-    "HEARTBEAT": 60.0,
-    "WORKER_COUNT": 3,
-    "RETRY_WAIT_UPPER_BOUND": 12 * 3600.0,
-    "POOL_LIMIT": 20,
-    "SHUTDOWN_GRACE": 10.0,
-    "PAYLOAD_LIMIT": 1024 * 1024,
-}
+KNOWN_KEYS = {f.name.upper(): f for f in fields(TaskingSettings)}
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The `TASKING` values that `TASKING_<NAME>` environment variables set, parsed.
+
+    Raises ValueError naming the variable whose value cannot be read.
+    """
+    values: dict[str, Any] = {}
+    for key, setting in KNOWN_KEYS.items():
+        text = environ.get(f"TASKING_{key}")
+        if text is None:
+            continue
+        try:
+            values[key] = setting.metadata["parse"](text)
+        except ValueError as exc:
+            raise ValueError(f"TASKING_{key}: {exc}") from None
+    return values
+
+
+def configured() -> Mapping[str, Any]:
+    """`settings.TASKING` as given, or an empty mapping."""
+    from django.conf import settings
+
+    given = getattr(settings, "TASKING", None)
+    return given if isinstance(given, Mapping) else {}
 
 
 def tasking() -> TaskingSettings:
-    from django.conf import settings
-
-    values = {**_DEFAULTS, **getattr(settings, "TASKING", {})}
-    return TaskingSettings(**{key.lower(): value for key, value in values.items()})
+    """The framework's settings: `settings.TASKING` over the defaults. Keys it does not know
+    are left out here and reported by the system checks."""
+    given = configured()
+    return TaskingSettings(**{key.lower(): value for key, value in given.items() if key in KNOWN_KEYS})

@@ -4,9 +4,9 @@ import threading
 from enum import StrEnum
 
 from tasks import queue
-from tasks.client import serialize_payload
 from tasks.exceptions import TaskInterrupted, TaskLost
 from tasks.log import task_logger
+from tasks.payloads import serialize_payload
 
 
 class StopReason(StrEnum):
@@ -47,7 +47,7 @@ class TaskContext:
         """Sleep up to `timeout` seconds; True (at once) if the handler should stop."""
         return self._stop.wait(timeout)
 
-    def update_payload(self, payload) -> None:
+    def update_payload(self, payload: object) -> None:
         """Save progress, so that a later run of this task can resume from it."""
         if not queue.update_payload(self.run, serialize_payload(payload)):
             self.request_stop(StopReason.LOST)

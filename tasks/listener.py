@@ -3,6 +3,7 @@
 import logging
 import threading
 import uuid
+from typing import Protocol
 
 import psycopg
 from django.db import connection
@@ -26,6 +27,14 @@ def listen_connection() -> psycopg.Connection:
     return psycopg.connect(autocommit=True, **params)
 
 
+class Subscriber(Protocol):
+    """What the listener tells (the worker pool)."""
+
+    def wake(self) -> None: ...
+    def recheck(self) -> None: ...
+    def cancel(self, task_id: uuid.UUID) -> None: ...
+
+
 class Listener:
     """Receives notifications on its own thread and hands them to the pool.
 
@@ -33,7 +42,7 @@ class Listener:
     asks the pool to re-check, since notifications sent while it was away are lost.
     """
 
-    def __init__(self, pool, stop: threading.Event):
+    def __init__(self, pool: Subscriber, stop: threading.Event):
         self._pool = pool
         self._stop = stop
         self.subscribed = threading.Event()
@@ -57,7 +66,7 @@ class Listener:
                 backoff.failed()
         self.subscribed.clear()
 
-    def _dispatch(self, notification) -> None:
+    def _dispatch(self, notification: psycopg.Notify) -> None:
         if notification.channel == QUEUE_CHANNEL:
             self._pool.wake()
         elif notification.channel == CANCEL_CHANNEL:

@@ -2,21 +2,30 @@
 
 import logging
 import re
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tasks.models import Task
 
 
-def task_fields(task) -> str:
+def task_fields(task: "Task") -> str:
     return f"task_id={task.id} type={task.type} request_id={task.request_id or '-'}"
 
 
-class TaskLogger(logging.LoggerAdapter):
+class TaskLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger bound to one task: `key=value` fields are appended to each message."""
 
-    def process(self, msg, kwargs):
-        return f"{msg} {self.extra['fields']}", kwargs
+    def __init__(self, logger: logging.Logger, fields: str):
+        super().__init__(logger)
+        self.fields = fields
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        return f"{msg} {self.fields}", kwargs
 
 
-def task_logger(task, name: str = "tasks.handler") -> TaskLogger:
-    return TaskLogger(logging.getLogger(name), {"fields": task_fields(task)})
+def task_logger(task: "Task", name: str = "tasks.handler") -> TaskLogger:
+    return TaskLogger(logging.getLogger(name), task_fields(task))
 
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<password>[^/\s@]+)@")
@@ -30,6 +39,6 @@ def redact(text: str) -> str:
 class RedactingFormatter(logging.Formatter):
     """Formats as usual, then hides URL passwords: payloads and error texts reach the logs."""
 
-    def format(self, record):
+    def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         return redact(text) if "://" in text else text

@@ -109,7 +109,7 @@ class Task(models.Model):
             models.CheckConstraint(condition=Q(dependencies_left__gte=0), name="dependencies_left_not_negative"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.type} {self.id} ({self.status})"
 
 
@@ -126,6 +126,9 @@ class TaskDependency(models.Model):
             models.CheckConstraint(condition=~Q(task=F("dependency")), name="task_is_not_its_own_dependency"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.task_id} after {self.dependency_id}"
+
 
 class Heartbeat(models.Model):
     """One row per running task, keyed by the run's token; a stale row means a dead worker."""
@@ -139,3 +142,6 @@ class Heartbeat(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(token=NIL_UUID), name="heartbeat_token_is_never_uuid_nil"),
         ]
+
+    def __str__(self) -> str:
+        return f"heartbeat of {self.task_id} at {self.heartbeat}"

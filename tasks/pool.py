@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from datetime import datetime
 
 from django.db import Error as DatabaseError
 from django.db import close_old_connections, connection
@@ -220,6 +221,7 @@ class WorkerPool:
         now = time.monotonic()
         while self._inbox and self._next_hold_end() <= now:
             context, _ = self._inbox.popleft()
+            assert context is not None  # _next_hold_end() is finite only for a run
             context.ended = True
             self._outcomes.append(Outcome(context.run, Ending.REQUEUE))
             self._given_back.add(context.task.id)
@@ -339,9 +341,13 @@ class WorkerPool:
                     continue
                 try:
                     lost = queue.refresh_heartbeats(list(contexts))
-                    statuses = dict(
-                        Task.objects.filter(pk__in=[contexts[t].task.id for t in lost]).values_list("id", "status")
-                    ) if lost else {}
+                    statuses = (
+                        dict(
+                            Task.objects.filter(pk__in=[contexts[t].task.id for t in lost]).values_list("id", "status")
+                        )
+                        if lost
+                        else {}
+                    )
                 except DatabaseError as exc:
                     logger.warning("refreshing heartbeats failed error=%r", exc)
                     backoff.failed()
@@ -384,7 +390,7 @@ class WorkerPool:
             connection.close()
 
 
-def _log_end(outcome: Outcome, owned: dict, *, given_back: bool) -> None:
+def _log_end(outcome: Outcome, owned: dict[uuid.UUID, datetime | None], *, given_back: bool) -> None:
     fields = task_fields(outcome.run.task)
     task_id = outcome.run.task.id
     if outcome.ending is Ending.STOPPED:

@@ -8,14 +8,16 @@ is in sql/queries.sql.
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import psycopg
 from django.db import connection, transaction
+from psycopg.rows import DictRow, dict_row
 
 from tasks.conf import ERROR_LIMIT, MAX_RETRIES, tasking
 from tasks.exceptions import DependencyNotFound, TaskNotFound
@@ -26,10 +28,7 @@ MAX_RETRIES_ERROR = "task has exceeded the maximum amount of retries"
 PARENT_FAILED = "parent task failed"
 PARENT_CANCELED = "parent task canceled"
 
-_CLAIMED_FIELDS = (
-    "id type payload queued_at started_at org_id account_id object_uuid object_type "
-    "token request_id retries priority"
-).split()
+Params = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class Run:
 
 
 @contextmanager
-def _raw_connection():
+def _raw_connection() -> Iterator[psycopg.Connection[Any]]:
     """This thread's Django connection as psycopg's (and so in its transaction), with
     Django's errors: the queue binds parameters on the server, so that each statement is
     prepared once per connection instead of planned at every call, and pipelines its steps."""
@@ -51,20 +50,24 @@ def _raw_connection():
         yield connection.connection
 
 
+Cursor = psycopg.Cursor[DictRow]
+
+
 @contextmanager
-def _cursor():
-    with _raw_connection() as conn, psycopg.Cursor(conn) as cursor:
+def _cursor() -> Iterator[Cursor]:
+    """A cursor whose rows are read by column name."""
+    with _raw_connection() as conn, psycopg.Cursor(conn, row_factory=dict_row) as cursor:
         yield cursor
 
 
-def _execute(cursor, name: str, params=None) -> list[tuple]:
+def _execute(cursor: Cursor, name: str, params: Params | None = None) -> list[DictRow]:
     cursor.execute(QUERIES[name], params, prepare=True)
     return cursor.fetchall() if cursor.description else []
 
 
-def _send(conn, name: str, params=None) -> psycopg.Cursor:
+def _send(conn: psycopg.Connection[Any], name: str, params: Params | None = None) -> Cursor:
     """Queue a statement in a pipeline; its rows are read (and the pipeline synced) later."""
-    cursor = psycopg.Cursor(conn)
+    cursor = psycopg.Cursor(conn, row_factory=dict_row)
     cursor.execute(QUERIES[name], params, prepare=True)
     return cursor
 
@@ -95,7 +98,8 @@ def enqueue(
     """
     task_ids = [uuid.uuid4() for _ in payloads_json]
     dependency_ids = sorted(set(dependencies))
-    insert = {
+    status: str = Task.Status.PENDING
+    insert: dict[str, Any] = {
         "ids": task_ids,
         "payloads": list(payloads_json),
         "type": type,
@@ -116,18 +120,19 @@ def enqueue(
         return task_ids, Task.Status.PENDING
     with transaction.atomic(), _cursor() as cursor:
         rows = _execute(cursor, "lock_dependencies", {"ids": dependency_ids})
-        missing = set(dependency_ids) - {row[0] for row in rows}
+        missing = set(dependency_ids) - {row["id"] for row in rows}
         if missing:
             raise DependencyNotFound(f"dependency does not exist: {', '.join(sorted(map(str, missing)))}")
-        for _, dependency_status, next_retry_time in rows:
-            if dependency_status == Task.Status.CANCELED:
-                insert.update(status=Task.Status.CANCELED, error=PARENT_CANCELED)
-            elif dependency_status == Task.Status.FAILED and next_retry_time is None:
-                insert.update(status=Task.Status.CANCELED, error=PARENT_FAILED)
-        insert["dependencies_left"] = sum(1 for row in rows if row[1] != Task.Status.COMPLETED)
+        for row in rows:
+            if row["status"] == Task.Status.CANCELED:
+                status, insert["error"] = Task.Status.CANCELED, PARENT_CANCELED
+            elif row["status"] == Task.Status.FAILED and row["next_retry_time"] is None:
+                status, insert["error"] = Task.Status.CANCELED, PARENT_FAILED
+        insert["status"] = status
+        insert["dependencies_left"] = sum(1 for row in rows if row["status"] != Task.Status.COMPLETED)
         _execute(cursor, "insert_tasks", insert)
         _execute(cursor, "insert_dependencies", {"ids": task_ids, "dependency_ids": dependency_ids})
-    return task_ids, insert["status"]
+    return task_ids, status
 
 
 class Ending(StrEnum):
@@ -167,7 +172,7 @@ def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: i
     owned: dict[uuid.UUID, datetime | None] = {}
     for outcome in outcomes:
         if outcome.ending is Ending.FAILED:
-            was_owned, retry_at = fail(outcome.run, outcome.error, requeueable=outcome.requeueable)
+            was_owned, retry_at = fail(outcome.run, outcome.error or "", requeueable=outcome.requeueable)
             if was_owned:
                 owned[outcome.run.task.id] = retry_at
         elif outcome.ending is Ending.REQUEUE:
@@ -186,18 +191,17 @@ def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: i
             if limit > 0:
                 claim = _send(conn, "claim", {"types": list(types), "limit": limit})
         if done is not None:
-            owned.update(dict.fromkeys(row[0] for row in done.fetchall()))
+            owned.update(dict.fromkeys(row["id"] for row in done.fetchall()))
             done.close()
         rows = claim.fetchall() if claim is not None else []
     runs = sorted(map(_run_from_row, rows), key=lambda run: (-run.task.priority, run.task.queued_at, run.task.id))
     return Recorded(owned=owned, claimed=runs)
 
 
-def _run_from_row(row) -> Run:
-    fields = dict(zip(_CLAIMED_FIELDS, row))
-    if fields["payload"] is not None:
-        fields["payload"] = json.loads(fields["payload"])
-    return Run(task=Task(status=Task.Status.RUNNING, **fields), token=fields["token"])
+def _run_from_row(row: DictRow) -> Run:
+    payload = row.pop("payload")
+    task = Task(status=Task.Status.RUNNING, payload=None if payload is None else json.loads(payload), **row)
+    return Run(task=task, token=row["token"])
 
 
 def claim(types: Sequence[str], limit: int) -> list[Run]:
@@ -218,7 +222,9 @@ def fail(run: Run, error: str, *, requeueable: bool) -> tuple[bool, datetime | N
         return _fail(cursor, run.task.id, run.token, error, requeueable=requeueable)
 
 
-def _fail(cursor, task_id, token, error: str, *, requeueable: bool):
+def _fail(
+    cursor: Cursor, task_id: uuid.UUID, token: uuid.UUID, error: str, *, requeueable: bool
+) -> tuple[bool, datetime | None]:
     rows = _execute(
         cursor,
         "fail",
@@ -233,7 +239,7 @@ def _fail(cursor, task_id, token, error: str, *, requeueable: bool):
     )
     if not rows:
         return False, None
-    next_retry_time = rows[0][1]
+    next_retry_time: datetime | None = rows[0]["next_retry_time"]
     if next_retry_time is None:
         _cancel_descendants(cursor, [task_id], PARENT_FAILED)
     return True, next_retry_time
@@ -250,7 +256,7 @@ def requeue(task_id: uuid.UUID, token: uuid.UUID, *, count_retry: bool) -> str |
         return _requeue(cursor, task_id, token, count_retry=count_retry)
 
 
-def _requeue(cursor, task_id, token, *, count_retry: bool) -> str | None:
+def _requeue(cursor: Cursor, task_id: uuid.UUID, token: uuid.UUID, *, count_retry: bool) -> str | None:
     params = {"id": task_id, "token": token, "count_retry": int(count_retry), "max_retries": MAX_RETRIES}
     if _execute(cursor, "requeue", params):
         return Task.Status.PENDING
@@ -268,7 +274,8 @@ def cancel(task_id: uuid.UUID) -> str:
         rows = _execute(cursor, "cancel", {"id": task_id})
         if not rows:
             raise TaskNotFound(f"task does not exist: {task_id}")
-        previous, next_retry_time, _ = rows[0]
+        previous: str = rows[0]["status"]
+        next_retry_time = rows[0]["next_retry_time"]
         if previous in (Task.Status.PENDING, Task.Status.RUNNING):
             _cancel_descendants(cursor, [task_id], PARENT_CANCELED)
             _execute(cursor, "drop_heartbeats", {"ids": [task_id]})
@@ -278,10 +285,10 @@ def cancel(task_id: uuid.UUID) -> str:
     return previous
 
 
-def _cancel_descendants(cursor, task_ids: Iterable[uuid.UUID], reason: str) -> None:
+def _cancel_descendants(cursor: Cursor, task_ids: Iterable[uuid.UUID], reason: str) -> None:
     level, canceled = list(task_ids), []
     while level:
-        level = [row[0] for row in _execute(cursor, "cancel_dependents", {"ids": level, "reason": reason})]
+        level = [row["id"] for row in _execute(cursor, "cancel_dependents", {"ids": level, "reason": reason})]
         canceled += level
     if canceled:
         _execute(cursor, "drop_heartbeats", {"ids": canceled})
@@ -290,7 +297,7 @@ def _cancel_descendants(cursor, task_ids: Iterable[uuid.UUID], reason: str) -> N
 def refresh_heartbeats(tokens: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     """Beat for these runs; return the tokens whose run no longer owns its task."""
     with transaction.atomic(), _cursor() as cursor:
-        alive = {row[0] for row in _execute(cursor, "refresh_heartbeats", {"tokens": list(tokens)})}
+        alive = {row["token"] for row in _execute(cursor, "refresh_heartbeats", {"tokens": list(tokens)})}
     return set(tokens) - alive
 
 
@@ -301,25 +308,27 @@ def requeue_stale(timeout: float) -> list[tuple[uuid.UUID, str]]:
     """
     rescued = []
     with transaction.atomic(), _cursor() as cursor:
-        for task_id, token in _execute(cursor, "stale_heartbeats", {"timeout": timeout}):
-            status = _requeue(cursor, task_id, token, count_retry=True)
+        for row in _execute(cursor, "stale_heartbeats", {"timeout": timeout}):
+            status = _requeue(cursor, row["id"], row["token"], count_retry=True)
             if status is None:
-                _execute(cursor, "delete_heartbeat", {"token": token})
+                _execute(cursor, "delete_heartbeat", {"token": row["token"]})
             else:
-                rescued.append((task_id, status))
+                rescued.append((row["id"], status))
     return rescued
 
 
 def retry_failed() -> list[uuid.UUID]:
     """Requeue the failed tasks whose retry time has come; return their ids."""
     with transaction.atomic(), _cursor() as cursor:
-        return [row[0] for row in _execute(cursor, "retry_failed")]
+        return [row["id"] for row in _execute(cursor, "retry_failed")]
 
 
 def update_payload(run: Run, payload_json: str) -> bool:
     """Save a run's payload; False if the run no longer owns its task."""
     with transaction.atomic(), _cursor() as cursor:
-        return bool(_execute(cursor, "update_payload", {"id": run.task.id, "token": run.token, "payload": payload_json}))
+        return bool(
+            _execute(cursor, "update_payload", {"id": run.task.id, "token": run.token, "payload": payload_json})
+        )
 
 
 def status(task_id: uuid.UUID) -> Task:

@@ -1,15 +1,21 @@
 """Task types and their handlers: a handler is a plain function registered for a type name."""
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tasks.context import TaskContext
 from dataclasses import dataclass
 
 from tasks.exceptions import UnknownTaskType
+
+HandlerFunction = Callable[["TaskContext"], Any]
 
 
 @dataclass(frozen=True)
 class Handler:
     type: str
-    function: Callable
+    function: HandlerFunction
     # Users may cancel tasks of this type (pending or running).
     cancellable: bool = False
     # A failure is retried automatically, with backoff, up to the retry cap.
@@ -19,14 +25,16 @@ class Handler:
 _handlers: dict[str, Handler] = {}
 
 
-def handler(type: str, *, cancellable: bool = False, requeueable: bool = False):
+def handler(
+    type: str, *, cancellable: bool = False, requeueable: bool = False
+) -> Callable[[HandlerFunction], HandlerFunction]:
     """Register the decorated function as the handler of `type`.
 
     The function receives a `tasks.context.TaskContext`. Returning means the task completed;
     raising means it failed.
     """
 
-    def register(function: Callable) -> Callable:
+    def register(function: HandlerFunction) -> HandlerFunction:
         existing = _handlers.get(type)
         if existing is not None and existing.function is not function:
             raise ValueError(f"task type {type!r} already has a handler: {existing.function.__qualname__}")

@@ -3,10 +3,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
-from urllib.parse import quote
+import threading
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -15,20 +14,53 @@ from tasks import registry
 from tasks.conf import tasking
 from tasks.pool import WorkerPool
 from tests.handlers import recorder
+from tests.helpers import ROOT, database_url, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+# How long a test's threads and database sessions may take to end after it.
+LEAK_GRACE = 5.0
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01, message: str = "condition"):
-    """Poll `predicate` until it returns a true value, for at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+@pytest.fixture(scope="session")
+def _watch_params(django_db_setup):
+    """How to connect to the test database, to list the sessions on it."""
+    params = connection.get_connection_params()
+    for key in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(key, None)
+    return params
+
+
+def _sessions(params: dict) -> set[int]:
+    """Backend pids of the sessions on the test database, but this thread's Django one.
+
+    A connection of its own each time: some tests terminate every session of the database.
+    """
+    own = connection.connection.info.backend_pid if connection.connection is not None else 0
+    with psycopg.connect(autocommit=True, **params) as watch:
+        rows = watch.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid NOT IN (pg_backend_pid(), %s)",
+            [own],
+        ).fetchall()
+    return {pid for (pid,) in rows}
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(_watch_params):
+    """Fail a test that leaves a thread running or a database session open behind it.
+
+    Set up before the test's other fixtures, so checked after their teardown.
+    """
+    threads = set(threading.enumerate())
+    sessions = _sessions(_watch_params)
+    yield
+    try:
+        wait_until(lambda: not (set(threading.enumerate()) - threads), timeout=LEAK_GRACE, message="threads to end")
+    except AssertionError:
+        names = sorted(thread.name for thread in set(threading.enumerate()) - threads)
+        pytest.fail(f"the test left threads running: {', '.join(names)}")
+    try:
+        wait_until(lambda: not (_sessions(_watch_params) - sessions), timeout=LEAK_GRACE, message="sessions")
+    except AssertionError:
+        pytest.fail(f"the test left database sessions open: {sorted(_sessions(_watch_params) - sessions)}")
 
 
 @pytest.fixture(autouse=True)
@@ -68,15 +100,6 @@ def start_pool(transactional_db, tasking_settings):
         pool.stop(grace=2.0)
 
 
-def database_url() -> str:
-    """A DATABASE_URL for the test database, for subprocesses."""
-    s = connection.settings_dict
-    host = quote(s["HOST"] or "localhost", safe="")
-    auth = quote(s["USER"], safe="") + (":" + quote(s["PASSWORD"], safe="") if s["PASSWORD"] else "")
-    port = f":{s['PORT']}" if s["PORT"] else ""
-    return f"postgres://{auth}@{host}{port}/{s['NAME']}"
-
-
 @pytest.fixture
 def runworkers(transactional_db, tmp_path):
     """Start `manage.py runworkers` processes on the test database; all are killed at the end.
@@ -106,8 +129,11 @@ def runworkers(transactional_db, tmp_path):
         process.log_path = log_path
         process.log = log_path.read_text
         processes.append(process)
-        wait_until(lambda: "pool started" in process.log() or process.poll() is not None, timeout=30,
-                   message="runworkers to start")
+        wait_until(
+            lambda: "pool started" in process.log() or process.poll() is not None,
+            timeout=30,
+            message="runworkers to start",
+        )
         assert process.poll() is None, process.log()
         return process
 

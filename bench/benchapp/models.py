@@ -11,3 +11,6 @@ class Pickup(models.Model):
 
     class Meta:
         db_table = "bench_pickups"
+
+    def __str__(self) -> str:
+        return f"pickup of {self.task_id}"

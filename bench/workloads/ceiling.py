@@ -69,7 +69,13 @@ END;
 """,
 }
 SCRIPTS["insert_1client"] = SCRIPTS["insert"]
-TASKS_PER_TRANSACTION = {"insert": 1, "insert_1client": 1, "claim_finish": 1, "claim_finish_2tx": 1, "claim10_finish": 10}
+TASKS_PER_TRANSACTION = {
+    "insert": 1,
+    "insert_1client": 1,
+    "claim_finish": 1,
+    "claim_finish_2tx": 1,
+    "claim10_finish": 10,
+}
 
 FILL = f"""
 INSERT INTO {TABLE} (id, type, payload, status, queued_at, retries, priority, cancel_attempted, dependencies_left)
@@ -105,8 +111,13 @@ def run(bench: Bench) -> dict:
     if pgbench is None:
         return {"skipped": "pgbench not found (apt-get install postgresql-client)"}
     sizes = bench.sizes
-    fills = {"insert": 0, "insert_1client": 0, "claim_finish": sizes.ceiling_fill_one, "claim_finish_2tx": sizes.ceiling_fill_one,
-             "claim10_finish": sizes.ceiling_fill_batch}
+    fills = {
+        "insert": 0,
+        "insert_1client": 0,
+        "claim_finish": sizes.ceiling_fill_one,
+        "claim_finish_2tx": sizes.ceiling_fill_one,
+        "claim10_finish": sizes.ceiling_fill_batch,
+    }
     results = {"pgbench": pgbench, "clients": sizes.ceiling_clients, "seconds": sizes.ceiling_seconds}
     with tempfile.TemporaryDirectory(prefix="bench-pgbench-") as scripts_dir:
         for name, script in SCRIPTS.items():
@@ -127,8 +138,12 @@ def pgbench_once(bench: Bench, pgbench: str, name: str, script: Path, *, fill: i
     sizes = bench.sizes
     clients = 1 if name == "insert_1client" else sizes.ceiling_clients
     command = [
-        pgbench, "--no-vacuum", "--protocol=prepared",
-        f"--client={clients}", f"--jobs={min(clients, 2)}", f"--time={sizes.ceiling_seconds}",
+        pgbench,
+        "--no-vacuum",
+        "--protocol=prepared",
+        f"--client={clients}",
+        f"--jobs={min(clients, 2)}",
+        f"--time={sizes.ceiling_seconds}",
         f"--file={script}",
     ]
     env = {**bench.env, **bench.database.server.libpq_env(bench.database.name)}
@@ -139,7 +154,9 @@ def pgbench_once(bench: Bench, pgbench: str, name: str, script: Path, *, fill: i
     exhausted = fill > 0 and ready_left() == 0
     match = TPS.search(result.stdout)
     if match is None or (result.returncode != 0 and not exhausted) or done == 0:
-        raise RuntimeError(f"pgbench {name} failed ({result.returncode}, {done} rows written):\n{result.stdout}\n{result.stderr}")
+        raise RuntimeError(
+            f"pgbench {name} failed ({result.returncode}, {done} rows written):\n{result.stdout}\n{result.stderr}"
+        )
     tps = float(match.group(1))
     return {
         "tps": tps,

@@ -1,9 +1,10 @@
 """DRAIN: tasks already queued, then `runworkers` starts; how fast are they all completed?
 
 Meanwhile the harness polls whether a ready task is left (a scan that stops at the first
-one), then whether all ours completed. The rate is read from the `tasks` table: tasks / (last finished_at - first started_at), the
-pool's own throughput. The rate from the moment the processes were spawned, which adds the
-interpreter's and Django's start-up, is kept beside it.
+one), then whether all ours completed. The rate is read from the `tasks` table:
+tasks / (last finished_at - first started_at), the pool's own throughput. The rate from the
+moment the processes were spawned, which adds the interpreter's and Django's start-up, is
+kept beside it.
 """
 
 import time

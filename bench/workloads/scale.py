@@ -19,9 +19,7 @@ def run(bench: Bench) -> dict:
     fixtures.analyze()
     curve = {}
     for workers in sizes.scale_curve:
-        runs = [
-            drain_once(bench, processes=1, workers=workers, tasks=sizes.drain_tasks) for _ in range(sizes.runs)
-        ]
+        runs = [drain_once(bench, processes=1, workers=workers, tasks=sizes.drain_tasks) for _ in range(sizes.runs)]
         curve[str(workers)] = summarize(runs)
     check_still_blocked(blocked)
     fixtures.reset()

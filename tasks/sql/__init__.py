@@ -10,7 +10,7 @@ def load_queries(text: str) -> dict[str, str]:
     """Map each `-- name:` header to the statement below it, comments and `;` removed."""
     parts = _HEADER.split(text)
     queries = {}
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
         lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
         statement = "\n".join(lines).strip().rstrip(";").strip()
         if name in queries:

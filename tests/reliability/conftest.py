@@ -2,7 +2,8 @@
 
 import pytest
 
-from tests.conftest import database_url
+from tests.helpers import database_url
+from tests.reliability.options import long_minutes
 from tests.reliability.processes import Fleet
 from tests.reliability.throwaway_postgres import ThrowawayPostgres
 
@@ -13,11 +14,6 @@ def pytest_addoption(parser):
     group = parser.getgroup("reliability", "fault-injection suite (tests/reliability)")
     group.addoption("--long", action="store_true", help="storm for minutes instead of seconds, before a release")
     group.addoption("--long-minutes", type=float, default=10.0, help="how long --long storms (default: 10)")
-
-
-def long_minutes(config) -> float | None:
-    """The storm's length in --long mode, None in the bounded (CI) mode."""
-    return config.getoption("long_minutes", 10.0) if config.getoption("long", False) else None
 
 
 def pytest_collection_modifyitems(config, items):

@@ -13,6 +13,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 
 from django.db import close_old_connections
 
@@ -87,7 +88,7 @@ def overlaps(by_task: dict[uuid.UUID, list[Run]], deaths: Deaths) -> list[str]:
     """Runs of one task that were alive at the same time, and runs that never ended."""
     found = []
     for task_id, task_runs in by_task.items():
-        for earlier, later in zip(task_runs, task_runs[1:]):
+        for earlier, later in pairwise(task_runs):
             end = end_of(earlier, deaths)
             if end is None:
                 found.append(f"task {task_id}: a run on pid {earlier.pid} never ended and its process did not die")

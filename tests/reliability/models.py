@@ -19,3 +19,6 @@ class LedgerEntry(models.Model):
 
     class Meta:
         db_table = "reliability_ledger"
+
+    def __str__(self) -> str:
+        return f"run of {self.task_id} in pid {self.pid}"

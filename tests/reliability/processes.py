@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import ROOT, wait_until
+from tests.helpers import ROOT, wait_until
 from tests.reliability.ledger import Deaths
 
 

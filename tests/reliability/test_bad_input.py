@@ -11,7 +11,7 @@ from tasks import client
 from tasks.conf import ERROR_LIMIT
 from tasks.exceptions import DependencyNotFound, InvalidPayload, UnknownTaskType
 from tasks.models import Task, TaskDependency
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 
 @pytest.fixture

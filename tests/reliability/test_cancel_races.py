@@ -9,14 +9,13 @@ import threading
 import time
 from collections import Counter
 
-import pytest
 from django.db import connection, transaction
 
 from tasks import client, queue
 from tasks.models import Heartbeat, Task
 from tasks.queue import PARENT_CANCELED
 from tasks.sql import QUERIES
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 from tests.reliability import ledger
 
 ROUNDS = 100
@@ -40,7 +39,7 @@ def test_cancel_at_random_moments_never_leaves_a_task_running_or_completed(fleet
             "reliability.work", [{"seconds": random.choice(DURATIONS)} for _ in range(PER_ROUND)]
         )
         children = [client.enqueue("reliability.work", dependencies=[parent]) for parent in parents]
-        pairs = list(zip(parents, children))
+        pairs = list(zip(parents, children, strict=True))
         random.shuffle(pairs)
         for parent, child in pairs:
             time.sleep(random.uniform(0, CANCEL_DELAY))  # a random moment, not a synchronisation

@@ -8,12 +8,11 @@ import json
 import time
 import uuid
 
-import pytest
 from django.db import connection
 
 from tasks import client
 from tasks.models import Task
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 from tests.reliability import ledger
 from tests.reliability.processes import manage
 
@@ -23,6 +22,7 @@ WORKERS = 3
 OUTAGE = 3.0  # three heartbeat timeouts
 ACROSS = 6.0  # a run going on through the outage and past it
 LISTENING = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN cancel_task'"
+
 
 def enqueue_remote(url: str, payloads: list) -> list[str]:
     """Enqueue through tasks.client in a process of its own, on the server at `url`."""

@@ -6,7 +6,7 @@ import time
 
 from tasks import client
 from tasks.models import Heartbeat, Task
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 from tests.reliability import ledger
 
 GRACE = 2.0

@@ -10,7 +10,7 @@ import pytest
 
 from tasks import client
 from tasks.models import Task
-from tests.conftest import ROOT, wait_until
+from tests.helpers import ROOT, wait_until
 
 A_SERVER = "postgres://app@db.example:5432/app"  # never reached: settings fail or suffice first
 

@@ -14,8 +14,8 @@ from tasks import client
 from tasks.models import Task, TaskDependency
 from tasks.queue import MAX_RETRIES_ERROR, PARENT_CANCELED, PARENT_FAILED
 from tests.reliability import ledger
-from tests.reliability.conftest import long_minutes
 from tests.reliability.models import LedgerEntry
+from tests.reliability.options import long_minutes
 
 PROCESSES = 4
 WORKERS = "2"  # threads per process: the machine has 2 cores

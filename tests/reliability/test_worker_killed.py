@@ -4,7 +4,7 @@ import time
 
 from tasks import client
 from tasks.models import Task
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 from tests.reliability import ledger
 
 

@@ -53,8 +53,12 @@ def test_changelist_is_newest_first_and_skips_the_full_count(admin_client):
     assert list(response.context["cl"].result_list) == [newer, older]
     assert response.context["cl"].full_result_count is None
     # The type filter's choices come from the registry, not from the table.
-    type_choices = [c["display"] for spec in response.context["cl"].filter_specs if spec.title == "type"
-                    for c in spec.choices(response.context["cl"])]
+    type_choices = [
+        c["display"]
+        for spec in response.context["cl"].filter_specs
+        if spec.title == "type"
+        for c in spec.choices(response.context["cl"])
+    ]
     assert "diagnostics.noop" in type_choices and "diagnostics.fail" in type_choices
 
 

@@ -1,8 +1,10 @@
+import math
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from tasks.conf import parse_duration
+from tasks.conf import TaskingSettings, from_environment, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -23,3 +25,26 @@ def test_a_pool_limit_below_the_workers_needs_is_a_check_error(settings):
     settings.TASKING = {**settings.TASKING, "WORKER_COUNT": 30, "POOL_LIMIT": 20}
     with pytest.raises(SystemCheckError, match=r"TASKING_POOL_LIMIT \(20\) is below what 30 workers need \(35"):
         call_command("check")
+
+
+def test_an_unknown_tasking_key_is_a_check_error_naming_it(settings):
+    settings.TASKING = {**settings.TASKING, "HEARTBEET": 5.0}
+    with pytest.raises(SystemCheckError, match=r"tasks.E005.*unknown key 'HEARTBEET'; the known keys are HEARTBEAT"):
+        call_command("check")
+
+
+@pytest.mark.parametrize(("key", "value"), [("HEARTBEAT", "60s"), ("WORKER_COUNT", 2.5), ("SHUTDOWN_GRACE", math.inf)])
+def test_a_mistyped_tasking_value_is_a_check_error(settings, key, value):
+    settings.TASKING = {**settings.TASKING, key: value}
+    with pytest.raises(SystemCheckError, match=rf"tasks.E006.*TASKING\['{key}'\] must be"):
+        call_command("check")
+
+
+def test_the_environment_sets_only_what_it_names_and_the_defaults_live_in_tasks_conf():
+    assert from_environment({"TASKING_HEARTBEAT": "2m", "OTHER": "x"}) == {"HEARTBEAT": 120.0}
+    assert TaskingSettings().heartbeat == 60.0
+
+
+def test_a_bad_environment_value_names_its_variable():
+    with pytest.raises(ValueError, match=r"^TASKING_WORKER_COUNT: not an integer: 'many'$"):
+        from_environment({"TASKING_WORKER_COUNT": "many"})

@@ -14,7 +14,15 @@ def test_the_formatter_redacts_messages_and_tracebacks():
     try:
         raise RuntimeError("cannot reach https://bob:hunter2@host/")
     except RuntimeError as exc:
-        record = logging.LogRecord("t", logging.ERROR, __file__, 1, "task failed url=%s", ("ftp://a:b@c/",), (type(exc), exc, exc.__traceback__))
+        record = logging.LogRecord(
+            "t",
+            logging.ERROR,
+            __file__,
+            1,
+            "task failed url=%s",
+            ("ftp://a:b@c/",),
+            (type(exc), exc, exc.__traceback__),
+        )
     text = formatter.format(record)
     assert "hunter2" not in text and ":b@" not in text
     assert "https://bob:***@host/" in text and "ftp://a:***@c/" in text

@@ -11,9 +11,9 @@ from tasks import client, queue
 from tasks.context import StopReason
 from tasks.models import Heartbeat, Task
 from tasks.pool import AHEAD_HOLD, SAFETY_RECHECK
-from tests.conftest import wait_until
 from tests.factories import HeartbeatFactory, TaskFactory
 from tests.handlers import recorder
+from tests.helpers import wait_until
 
 
 def status(task_id) -> str:
@@ -80,7 +80,7 @@ def test_a_waiting_pool_is_woken_by_the_notification(start_pool):
     for n in range(5):
         task_id = client.enqueue("test.record", {"n": n})
         enqueued = time.monotonic()
-        wait_until(lambda: task_id in run_ids(), timeout=SAFETY_RECHECK, message="the pickup")
+        wait_until(lambda task_id=task_id: task_id in run_ids(), timeout=SAFETY_RECHECK, message="the pickup")
         latencies.append(recorder.runs[-1]["started"] - enqueued)
     # Far below the safety re-check: the notification woke the dispatcher.
     assert max(latencies) < 1.0, latencies
@@ -201,9 +201,7 @@ def test_two_pools_never_run_a_task_twice(start_pool):
     ids = {client.enqueue("test.record", {"n": n}) for n in range(300)}
     start_pool(workers=4)
     start_pool(workers=4)
-    wait_until(
-        lambda: Task.objects.filter(status=Task.Status.COMPLETED).count() == 300, timeout=30, message="all done"
-    )
+    wait_until(lambda: Task.objects.filter(status=Task.Status.COMPLETED).count() == 300, timeout=30, message="all done")
     assert sorted(map(str, run_ids())) == sorted(map(str, ids))
 
 

@@ -51,7 +51,10 @@ def test_retry_failed_reads_only_the_retry_index(big_table):
 
 
 def test_release_dependents_uses_the_dependency_index(big_table):
-    text = plan("release_dependents", {"ids": ["00000000-0000-0000-0000-000000000001"], "tokens": ["00000000-0000-0000-0000-000000000002"]})
+    text = plan(
+        "release_dependents",
+        {"ids": ["00000000-0000-0000-0000-000000000001"], "tokens": ["00000000-0000-0000-0000-000000000002"]},
+    )
     assert "Seq Scan on tasks" not in text, text
 
 

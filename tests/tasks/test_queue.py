@@ -10,11 +10,11 @@ from django.db import connection, transaction
 
 from tasks import client, queue
 from tasks.exceptions import DependencyNotFound, TaskNotFound
-from tasks.models import Heartbeat, Task
 from tasks.listener import listen_connection
+from tasks.models import Heartbeat, Task
 from tasks.sql import QUERIES, load_queries
-from tests.conftest import wait_until
 from tests.factories import HeartbeatFactory, TaskFactory
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db
 

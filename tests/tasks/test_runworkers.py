@@ -5,7 +5,7 @@ import time
 
 from tasks import client
 from tasks.models import Heartbeat, Task
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 
 def status(task_id) -> str:
@@ -90,7 +90,7 @@ def test_an_unknown_type_is_a_start_up_error(transactional_db):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT, database_url
+    from tests.helpers import ROOT, database_url
 
     result = subprocess.run(
         [sys.executable, "manage.py", "runworkers", "--types", "no.such.type"],

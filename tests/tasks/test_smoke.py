@@ -1,8 +1,6 @@
-import pytest
-
 from tasks import client
 from tasks.models import Task
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 
 def test_pool_runs_a_task(start_pool):

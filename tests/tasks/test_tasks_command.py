@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from tasks import client
 from tasks.models import Task
-from tests.conftest import ROOT, database_url
 from tests.factories import HeartbeatFactory, TaskFactory
+from tests.helpers import ROOT, database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -37,8 +37,16 @@ def shown(output: str) -> dict[str, str]:
 def test_enqueue_prints_only_the_id_and_stores_the_task():
     dependency = TaskFactory()
     output = run(
-        "enqueue", "diagnostics.sleep", "--payload", '{"seconds": 2}', "--priority", "5",
-        "--depends-on", str(dependency.id), "--org", "acme",
+        "enqueue",
+        "diagnostics.sleep",
+        "--payload",
+        '{"seconds": 2}',
+        "--priority",
+        "5",
+        "--depends-on",
+        str(dependency.id),
+        "--org",
+        "acme",
     )
     task = Task.objects.get(pk=uuid.UUID(output.strip()))
     assert output == f"{task.id}\n"

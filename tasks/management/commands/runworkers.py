@@ -4,8 +4,10 @@ import logging
 import os
 import signal
 import threading
+from types import FrameType
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from tasks import registry
@@ -20,7 +22,7 @@ logger = logging.getLogger("tasks.runworkers")
 class Command(BaseCommand):
     help = "Run task workers until SIGTERM or SIGINT."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--workers", type=int, help="worker threads (default: TASKING_WORKER_COUNT)")
         parser.add_argument(
             "--types", nargs="+", metavar="TYPE", help="serve only these task types (default: every registered type)"
@@ -32,7 +34,14 @@ class Command(BaseCommand):
             "(default: TASKING_SHUTDOWN_GRACE)",
         )
 
-    def handle(self, *args, workers=None, types=None, grace=None, **options):
+    def handle(
+        self,
+        *args: Any,
+        workers: int | None = None,
+        types: list[str] | None = None,
+        grace: float | None = None,
+        **options: Any,
+    ) -> None:
         conf = tasking()
         workers = conf.worker_count if workers is None else workers
         grace = conf.shutdown_grace if grace is None else grace
@@ -54,7 +63,7 @@ class Command(BaseCommand):
 
         stop = threading.Event()
 
-        def on_signal(signum, frame):
+        def on_signal(signum: int, frame: FrameType | None) -> None:
             if stop.is_set():
                 logger.warning("second signal, exiting at once signal=%s", signal.Signals(signum).name)
                 os._exit(1)

@@ -8,8 +8,10 @@ ends in a one-line CommandError, never a traceback.
 
 import json
 import uuid
+from datetime import datetime
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import F
 from django.db.models.functions import Now
 
@@ -27,7 +29,7 @@ def parse_task_id(text: str) -> uuid.UUID:
         raise CommandError(f"not a task id: {text!r} (expected a UUID)") from None
 
 
-def iso(moment) -> str:
+def iso(moment: datetime | None) -> str:
     return moment.isoformat(timespec="seconds") if moment else "-"
 
 
@@ -40,7 +42,7 @@ def one_line(text: str | None, width: int) -> str:
 class Command(BaseCommand):
     help = "Enqueue, list, show and cancel tasks."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(dest="command", required=True)
 
         enqueue = commands.add_parser("enqueue", help="queue up a task and print its id")
@@ -63,13 +65,15 @@ class Command(BaseCommand):
         cancel = commands.add_parser("cancel", help="cancel a task and its unfinished dependents")
         cancel.add_argument("id")
 
-    def handle(self, *args, command, **options):
+    def handle(self, *args: Any, command: str, **options: Any) -> None:
         try:
             getattr(self, f"handle_{command}")(**options)
         except TaskError as exc:
             raise CommandError(str(exc)) from None
 
-    def handle_enqueue(self, *, type, payload, priority, depends_on, org, **options):
+    def handle_enqueue(
+        self, *, type: str, payload: str | None, priority: int, depends_on: list[str], org: str | None, **options: Any
+    ) -> None:
         try:
             payload = None if payload is None else json.loads(payload)
         except json.JSONDecodeError as exc:
@@ -81,7 +85,7 @@ class Command(BaseCommand):
             raise CommandError(f"{exc}; registered types: {', '.join(registry.types())}") from None
         self.stdout.write(str(task_id))
 
-    def handle_list(self, *, status, type, limit, **options):
+    def handle_list(self, *, status: str | None, type: str | None, limit: int, **options: Any) -> None:
         if status is not None and status not in Task.Status.values:
             raise CommandError(f"unknown status {status!r}; use one of: {', '.join(Task.Status.values)}")
         if limit < 1:
@@ -101,9 +105,9 @@ class Command(BaseCommand):
             return
         widths = [max(len(row[i]) for row in [columns, *rows]) for i in range(len(columns))]
         for row in [columns, *rows]:
-            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
-    def handle_show(self, *, id, **options):
+    def handle_show(self, *, id: str, **options: Any) -> None:
         task = queue.status(parse_task_id(id))
         age = (
             Heartbeat.objects.filter(task_id=task.id)
@@ -137,7 +141,7 @@ class Command(BaseCommand):
             for linked_id, linked_status in linked:
                 self.stdout.write(f"  {linked_id}  {linked_status}")
 
-    def handle_cancel(self, *, id, **options):
+    def handle_cancel(self, *, id: str, **options: Any) -> None:
         task_id = parse_task_id(id)
         previous = client.cancel(task_id)
         if previous in (Task.Status.PENDING, Task.Status.RUNNING):

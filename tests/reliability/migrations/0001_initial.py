@@ -4,25 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='LedgerEntry',
+            name="LedgerEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('task_id', models.UUIDField(db_index=True)),
-                ('pid', models.IntegerField()),
-                ('thread', models.CharField(max_length=64)),
-                ('started', models.FloatField()),
-                ('ended', models.FloatField(null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("task_id", models.UUIDField(db_index=True)),
+                ("pid", models.IntegerField()),
+                ("thread", models.CharField(max_length=64)),
+                ("started", models.FloatField()),
+                ("ended", models.FloatField(null=True)),
             ],
             options={
-                'db_table': 'reliability_ledger',
+                "db_table": "reliability_ledger",
             },
         ),
     ]

@@ -1,4 +1,4 @@
-# The two entry points of the README. Both create .venv (Python >= 3.12) on first use.
+# The entry points of the README. Each creates .venv (Python >= 3.12) on first use.
 .PHONY: run test lint reliability bench
 
 # Settings load without a database connection; these let them load without starting the

@@ -33,6 +33,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# Imported once the checkout is on sys.path: the script runs from anywhere (E402).
 from bench.database import BenchDatabase, Server  # noqa: E402
 from bench.run import close_django, setup_django, subprocess_env  # noqa: E402
 

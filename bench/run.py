@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# Imported once the checkout is on sys.path: the script runs from anywhere (E402).
 from bench.config import FULL, QUICK, Bench  # noqa: E402
 from bench.database import BenchDatabase, Server  # noqa: E402
 

@@ -8,6 +8,7 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
 
+# The project's settings, star-imported to be extended (F403), once SECRET_KEY has a default (E402).
 from contentsources.settings import *  # noqa: E402, F403
 from contentsources.settings import INSTALLED_APPS  # noqa: E402
 

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contentsources.settings")
 django.setup()
 
+# Imported after django.setup(), which the project's modules need (E402).
 from django.db import connection, transaction  # noqa: E402
 
 from tasks.sql import QUERIES  # noqa: E402

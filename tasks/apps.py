@@ -1,5 +1,10 @@
+import django_stubs_ext
 from django.apps import AppConfig
 from django.utils.module_loading import autodiscover_modules
+
+# The framework's admin subscripts Django's generic classes (ModelAdmin[Task]) as the type
+# checker sees them; that needs them subscriptable at run time, before the admin is imported.
+django_stubs_ext.monkeypatch()
 
 
 class TasksConfig(AppConfig):

@@ -1,11 +1,12 @@
 """System checks for the task framework's settings."""
 
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 from tasks.conf import KNOWN_KEYS, tasking
 
@@ -17,7 +18,7 @@ POOL_OVERHEAD_CONNECTIONS = 5
 def check_tasking_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     given = getattr(settings, "TASKING", {})
     if not isinstance(given, Mapping):
-        return [Error(f"TASKING must be a dict, not {type(given).__name__}.", id="tasks.E005")]
+        return [Error(f"TASKING must be a dict, not {type(given).__name__}.", id="tasks.E007")]
     errors = _unknown_or_mistyped(given)
     if errors:
         return errors  # the values below cannot be compared yet
@@ -39,6 +40,20 @@ def check_tasking_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage
     return errors
 
 
+@register()
+def check_tasking_environment(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """A misspelt TASKING_* variable would otherwise be ignored without a word."""
+    unknown = sorted(name for name in os.environ if name.startswith("TASKING_") and name[8:] not in KNOWN_KEYS)
+    return [
+        Warning(
+            f"The environment variable {name} is not a setting of the task framework, and is ignored.",
+            hint=f"The known ones are {', '.join('TASKING_' + key for key in sorted(KNOWN_KEYS))}.",
+            id="tasks.W001",
+        )
+        for name in unknown
+    ]
+
+
 def _unknown_or_mistyped(given: Mapping[Any, Any]) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     for key, value in given.items():
@@ -49,7 +64,16 @@ def _unknown_or_mistyped(given: Mapping[Any, Any]) -> list[CheckMessage]:
             continue
         # A duration may be given as an int; a count must be an int. bool is an int, not a number here.
         expected = (int, float) if setting.type is float else (int,)
-        if isinstance(value, bool) or not isinstance(value, expected) or not math.isfinite(value):
-            kind = "a number of seconds" if setting.type is float else "an integer"
-            errors.append(Error(f"TASKING[{key!r}] must be {kind}, not {value!r}.", id="tasks.E006"))
+        is_number = isinstance(value, expected) and not isinstance(value, bool)
+        if not is_number or not _finite(value) or value < 0:
+            kind = "a number of seconds, not negative" if setting.type is float else "an integer, not negative"
+            errors.append(Error(f"TASKING[{key!r}] (TASKING_{key}) must be {kind}, not {value!r}.", id="tasks.E006"))
     return errors
+
+
+def _finite(value: float) -> bool:
+    """Whether a number is a finite float, as the framework computes with it (a huge int is not)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False

@@ -23,15 +23,18 @@ def enqueue(
     priority: int = 0,
     org_id: str | None = None,
     account_id: str | None = None,
-    object_uuid: uuid.UUID | None = None,
+    object_uuid: uuid.UUID | str | None = None,
     object_type: str | None = None,
     request_id: str | None = None,
+    unique_key: str | None = None,
 ) -> uuid.UUID:
     """Queue up a task and return its id.
 
     Inside a transaction, the task commits (and wakes the workers) with the caller's writes.
+    With a `unique_key`, at most one pending or running task holds that key: enqueueing a
+    second one raises TaskAlreadyQueued, whose `task_id` is the task that holds it.
     """
-    [task_id] = enqueue_many(
+    [task_id] = _enqueue(
         type,
         [payload],
         dependencies=dependencies,
@@ -41,6 +44,7 @@ def enqueue(
         object_uuid=object_uuid,
         object_type=object_type,
         request_id=request_id,
+        unique_key=unique_key,
     )
     return task_id
 
@@ -53,12 +57,39 @@ def enqueue_many(
     priority: int = 0,
     org_id: str | None = None,
     account_id: str | None = None,
-    object_uuid: uuid.UUID | None = None,
+    object_uuid: uuid.UUID | str | None = None,
     object_type: str | None = None,
     request_id: str | None = None,
 ) -> list[uuid.UUID]:
     """Queue up one task per payload, all alike but for the payload, in one transaction;
     return their ids in the order of the payloads. Nothing is queued if one is invalid."""
+    return _enqueue(
+        type,
+        payloads,
+        dependencies=dependencies,
+        priority=priority,
+        org_id=org_id,
+        account_id=account_id,
+        object_uuid=object_uuid,
+        object_type=object_type,
+        request_id=request_id,
+        unique_key=None,
+    )
+
+
+def _enqueue(
+    type: str,
+    payloads: Iterable[object],
+    *,
+    dependencies: Iterable[uuid.UUID | str],
+    priority: int,
+    org_id: str | None,
+    account_id: str | None,
+    object_uuid: uuid.UUID | str | None,
+    object_type: str | None,
+    request_id: str | None,
+    unique_key: str | None,
+) -> list[uuid.UUID]:
     registry.get(type)  # raises UnknownTaskType
     payloads_json = [serialize_payload(payload) for payload in payloads]
     dependency_ids = []
@@ -69,14 +100,15 @@ def enqueue_many(
             raise DependencyNotFound(f"dependency is not a task id: {dependency!r}") from None
     if not isinstance(priority, int) or not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]:
         raise InvalidTask(f"priority must be an integer from {PRIORITY_RANGE[0]} to {PRIORITY_RANGE[1]}: {priority!r}")
-    for name, value in (
-        ("org_id", org_id),
-        ("account_id", account_id),
-        ("object_type", object_type),
-        ("request_id", request_id),
-    ):
-        if value is not None and len(value) > TEXT_FIELD_LIMIT:
-            raise InvalidTask(f"{name} is longer than {TEXT_FIELD_LIMIT} characters")
+    texts = {
+        "org_id": org_id,
+        "account_id": account_id,
+        "object_type": object_type,
+        "request_id": request_id,
+        "unique_key": unique_key,
+    }
+    for name, value in texts.items():
+        _check_text(name, value)
     if not payloads_json:
         return []
     task_ids, status = queue.enqueue(
@@ -86,9 +118,10 @@ def enqueue_many(
         priority=priority,
         org_id=org_id,
         account_id=account_id,
-        object_uuid=object_uuid,
+        object_uuid=_object_uuid(object_uuid),
         object_type=object_type,
         request_id=request_id,
+        unique_key=unique_key,
     )
     if len(task_ids) == 1:
         logger.info(
@@ -104,6 +137,31 @@ def enqueue_many(
             status,
         )
     return task_ids
+
+
+def _check_text(name: str, value: object) -> None:
+    """A text attribute must be storable in its column: a string of UTF-8 text, no NUL, short."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise InvalidTask(f"{name} must be a string, not {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidTask(f"{name} contains a NUL character, which PostgreSQL cannot store")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidTask(f"{name} is not valid text (it holds a lone surrogate or undecodable bytes)") from None
+    if len(value) > TEXT_FIELD_LIMIT:
+        raise InvalidTask(f"{name} is longer than {TEXT_FIELD_LIMIT} characters")
+
+
+def _object_uuid(value: object) -> uuid.UUID | None:
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise InvalidTask(f"object_uuid is not a UUID: {value!r}") from None
 
 
 def cancel(task_id: uuid.UUID | str) -> str:

@@ -5,6 +5,7 @@ This module is the one place where the defaults live. `contentsources/settings.p
 module does not know is reported by the system check `tasks.E005`.
 """
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -20,9 +21,10 @@ ERROR_LIMIT = 4000
 def parse_duration(text: str) -> float:
     """Seconds from `90`, `500ms`, `1m`, `12h` (the original's Go-style durations)."""
     match = _DURATION.match(str(text))
-    if not match:
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else math.inf
+    if not math.isfinite(seconds):
         raise ValueError(f"not a duration: {text!r} (use seconds, or a number with ms, s, m, h or d)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return seconds
 
 
 def parse_integer(text: str) -> int:

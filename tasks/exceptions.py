@@ -1,5 +1,7 @@
 """Errors of the task framework. TaskError itself is never raised."""
 
+import uuid
+
 
 class TaskError(Exception):
     """Base class of the task framework's errors."""
@@ -23,6 +25,18 @@ class InvalidTask(TaskError):
 
 class InvalidPayload(TaskError):
     """The payload cannot be stored: not JSON, or too large."""
+
+
+class TaskAlreadyQueued(TaskError):
+    """A pending or running task already holds the unique key; `task_id` is that task."""
+
+    def __init__(self, message: str, *, task_id: uuid.UUID | None):
+        super().__init__(message)
+        self.task_id = task_id
+
+
+class TaskBusy(TaskError):
+    """Another transaction holds the task's row (or a dependent's): try again later."""
 
 
 class TaskNotCancellable(TaskError):

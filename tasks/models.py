@@ -7,10 +7,18 @@ State transitions are never made through the ORM: `tasks.queue` owns them.
 import uuid
 
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Func, Q
 from django.utils import timezone
 
 NIL_UUID = uuid.UUID(int=0)
+ACTIVE_STATUSES = ("pending", "running")
+
+
+class NextTaskNumber(Func):
+    """The next value of the sequence that numbers tasks in insertion order."""
+
+    template = "nextval('tasks_seq')"
+    output_field = models.BigIntegerField()
 
 
 class Task(models.Model):
@@ -44,6 +52,12 @@ class Task(models.Model):
     # How many dependencies have not completed yet. Kept by the queue so that a blocked
     # task stays out of the ready index and costs nothing to dequeue.
     dependencies_left = models.IntegerField(default=0)
+    # At most one pending or running task holds a given key (client.enqueue(unique_key=...)).
+    unique_key = models.CharField(max_length=255, null=True, blank=True)
+    # Insertion order, assigned by the database. A task is always inserted after its
+    # dependencies, so this order puts a task before its dependents: the queue locks tasks in
+    # it (docs/queue.md, "Locks").
+    seq = models.BigIntegerField(db_default=NextTaskNumber(), editable=False)
     dependencies = models.ManyToManyField(
         "self",
         through="TaskDependency",
@@ -56,8 +70,10 @@ class Task(models.Model):
     class Meta:
         db_table = "tasks"
         indexes = [
-            # Dequeue: ready tasks in pick order; blocked and finished rows are not in it.
+            # Dequeue: ready tasks of each type in pick order; blocked and finished rows are
+            # not in it, and a claim reads only the types it serves.
             models.Index(
+                "type",
                 F("priority").desc(),
                 "queued_at",
                 "id",
@@ -70,8 +86,13 @@ class Task(models.Model):
                 name="tasks_retry_due_idx",
                 condition=Q(status="failed", next_retry_time__isnull=False),
             ),
-            # The admin and `manage.py tasks list`: newest first across orgs.
+            # The admin and `manage.py tasks list`: newest first across orgs, of a status, of a type.
             models.Index(F("queued_at").desc(), name="tasks_queued_idx"),
+            models.Index(F("status"), F("queued_at").desc(), name="tasks_status_queued_idx"),
+            models.Index(F("type"), F("queued_at").desc(), name="tasks_type_queued_idx"),
+            # Searches by the request that enqueued a task, and by its object.
+            models.Index(fields=["request_id"], name="tasks_request_id_idx"),
+            models.Index(fields=["object_uuid"], name="tasks_object_uuid_idx"),
             # The user list: newest first within an org.
             models.Index(F("org_id"), F("queued_at").desc(), name="tasks_org_queued_idx"),
             # Active-task lookups by object.
@@ -107,6 +128,9 @@ class Task(models.Model):
                 name="status_is_known",
             ),
             models.CheckConstraint(condition=Q(dependencies_left__gte=0), name="dependencies_left_not_negative"),
+            models.UniqueConstraint(
+                fields=["unique_key"], condition=Q(status__in=ACTIVE_STATUSES), name="tasks_unique_key_active"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -26,6 +26,7 @@ from tasks import queue, registry
 from tasks.backoff import Backoff
 from tasks.conf import TaskingSettings
 from tasks.context import StopReason, TaskContext
+from tasks.exceptions import TaskBusy
 from tasks.listener import Listener
 from tasks.log import task_fields
 from tasks.models import Task
@@ -46,6 +47,11 @@ AHEAD_AFTER_RUNS_UNDER = 0.05
 AHEAD_HOLD = 0.5
 # How long a cancel notification for a run not yet registered is remembered.
 EARLY_CANCEL_MEMORY = 60.0
+# An end that another transaction keeps the queue from recording (a caller's open
+# transaction holds the task, or a dependent) is tried again after this long, doubling up to
+# DEFERRED_RETRY_MAX while it stays held; the run keeps its heartbeat meanwhile.
+DEFERRED_RETRY = 0.05
+DEFERRED_RETRY_MAX = 1.0
 # The end of the shutdown grace kept for what follows the handlers (requeue what they left,
 # end the threads, exit), so that the process exits within the grace. At most half of it.
 STOP_RESERVE = 0.5
@@ -72,6 +78,10 @@ class WorkerPool:
         self._work = threading.Condition(dispatch_lock)
         self._idle = workers  # workers not running a handler
         self._outcomes: list[Outcome] = []
+        self._deferred: list[Outcome] = []  # ends to record again at _deferred_at
+        self._deferred_at = 0.0
+        self._deferred_delay = DEFERRED_RETRY
+        self._stop_deadline = float("inf")  # the dispatcher tries deferred ends until then
         self._short_ends = 0  # how many of those runs took less than AHEAD_AFTER_RUNS_UNDER
         self._ahead = 0  # how many runs to claim beyond the idle workers
         self._may_have_tasks = True
@@ -139,6 +149,8 @@ class WorkerPool:
             self._work.notify_all()
         for worker in self._workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        with self._dispatch:
+            self._stop_deadline = deadline
         self._workers_done.set()
         with self._dispatch:
             self._dispatch.notify()
@@ -160,7 +172,8 @@ class WorkerPool:
         try:
             while True:
                 with self._dispatch:
-                    timeout = max(0.0, min(next_check, self._next_hold_end()) - time.monotonic())
+                    wake_at = min(next_check, self._next_hold_end(), self._next_deferred_attempt())
+                    timeout = max(0.0, wake_at - time.monotonic())
                     self._dispatch.wait_for(self._dispatcher_has_work, timeout=timeout)
                     if self._outcomes:
                         # Let the runs that are about to end join this transaction: many short
@@ -171,6 +184,8 @@ class WorkerPool:
                         next_check = time.monotonic() + SAFETY_RECHECK
                     self._give_back_held_runs()
                     outcomes, self._outcomes = self._outcomes, []
+                    if self._deferred and time.monotonic() >= self._deferred_at:
+                        outcomes, self._deferred = [*self._deferred, *outcomes], []
                     if outcomes:
                         self._ahead = min(self._short_ends, self.worker_count)
                         self._short_ends = 0
@@ -179,8 +194,8 @@ class WorkerPool:
                     if limit:
                         self._may_have_tasks = False
                 if not outcomes and limit == 0:
-                    if self._workers_done.is_set():
-                        return
+                    if self._workers_done.is_set() and not (self._deferred and self._before_stop_deadline()):
+                        return  # stop() requeues the runs whose end is still deferred
                     continue
                 try:
                     recorded = queue.finish_and_claim(outcomes, self.types, limit)
@@ -201,6 +216,12 @@ class WorkerPool:
             connection.close()
 
     # The next five are called with the dispatch lock held.
+
+    def _next_deferred_attempt(self) -> float:
+        return self._deferred_at if self._deferred else float("inf")
+
+    def _before_stop_deadline(self) -> bool:
+        return time.monotonic() < self._stop_deadline
 
     def _all_workers_idle(self) -> bool:
         return self._idle == self.worker_count
@@ -229,16 +250,29 @@ class WorkerPool:
 
     def _dispatcher_has_work(self) -> bool:
         claimable = self._claimable() > 0 and self._may_have_tasks and not self._draining.is_set()
-        held_too_long = self._next_hold_end() <= time.monotonic()
-        return bool(self._outcomes) or claimable or held_too_long or self._workers_done.is_set()
+        now = time.monotonic()
+        held_too_long = self._next_hold_end() <= now
+        deferred_due = self._next_deferred_attempt() <= now
+        return bool(self._outcomes) or claimable or held_too_long or deferred_due or self._workers_done.is_set()
 
     def _after_record(self, outcomes: list[Outcome], recorded: queue.Recorded) -> None:
+        deferred = {outcome.run.token for outcome in recorded.deferred}
+        ended = [outcome for outcome in outcomes if outcome.run.token not in deferred]
+        with self._dispatch:
+            if recorded.deferred:
+                # Held by another transaction (a caller's, while it is open): try again soon,
+                # less often while it stays held.
+                self._deferred.extend(recorded.deferred)
+                self._deferred_at = time.monotonic() + self._deferred_delay
+                self._deferred_delay = min(self._deferred_delay * 2, DEFERRED_RETRY_MAX)
+            elif outcomes:
+                self._deferred_delay = DEFERRED_RETRY
         with self._lock:
-            for outcome in outcomes:
+            for outcome in ended:
                 self._unregister(outcome.run)
-        for outcome in outcomes:
+        for outcome in ended:
             _log_end(outcome, recorded.owned, given_back=outcome.run.task.id in self._given_back)
-        self._given_back.difference_update(outcome.run.task.id for outcome in outcomes)
+        self._given_back.difference_update(outcome.run.task.id for outcome in ended)
         if not recorded.claimed:
             return
         contexts = [TaskContext(run) for run in recorded.claimed]
@@ -321,6 +355,9 @@ class WorkerPool:
         fields = task_fields(context.task)
         try:
             status = queue.requeue(context.task.id, context.run.token, count_retry=False)
+        except TaskBusy:
+            logger.warning("could not requeue a task at shutdown: another transaction holds it %s", fields)
+            return
         except DatabaseError as exc:
             connection.close()
             logger.error("could not requeue a task at shutdown; its heartbeat will expire %s error=%r", fields, exc)
@@ -340,7 +377,7 @@ class WorkerPool:
                 if not contexts:
                     continue
                 try:
-                    lost = queue.refresh_heartbeats(list(contexts))
+                    lost = queue.refresh_heartbeats([context.run for context in contexts.values()])
                     statuses = (
                         dict(
                             Task.objects.filter(pk__in=[contexts[t].task.id for t in lost]).values_list("id", "status")

@@ -3,12 +3,14 @@
 Each operation is atomic: one statement, or one transaction on the calling thread's Django
 connection (a savepoint inside the caller's), so that an enqueue made inside the caller's
 transaction commits (and wakes the workers) together with the caller's own writes. The SQL
-is in sql/queries.sql.
+is in sql/queries.sql, with the order in which it takes its locks.
 """
 
 import json
+import random
+import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +22,7 @@ from django.db import connection, transaction
 from psycopg.rows import DictRow, dict_row
 
 from tasks.conf import ERROR_LIMIT, MAX_RETRIES, tasking
-from tasks.exceptions import DependencyNotFound, TaskNotFound
+from tasks.exceptions import DependencyNotFound, TaskAlreadyQueued, TaskBusy, TaskNotFound
 from tasks.models import Task
 from tasks.sql import QUERIES
 
@@ -89,21 +91,22 @@ def enqueue(
     object_uuid: uuid.UUID | None = None,
     object_type: str | None = None,
     request_id: str | None = None,
+    unique_key: str | None = None,
 ) -> tuple[list[uuid.UUID], str]:
     """Insert one task per payload, all with the same attributes and dependencies; return
     their ids and their status.
 
     A task whose dependency has already failed for good or been cancelled is stored
-    canceled at once, never left to wait forever.
+    canceled at once, never left to wait forever. A task whose unique key an active task
+    holds is not stored: TaskAlreadyQueued names that task.
     """
     task_ids = [uuid.uuid4() for _ in payloads_json]
-    dependency_ids = sorted(set(dependencies))
+    dependency_ids = list(set(dependencies))
     status: str = Task.Status.PENDING
     insert: dict[str, Any] = {
         "ids": task_ids,
         "payloads": list(payloads_json),
         "type": type,
-        "status": Task.Status.PENDING,
         "error": None,
         "org_id": org_id,
         "account_id": account_id,
@@ -112,26 +115,31 @@ def enqueue(
         "request_id": request_id,
         "priority": priority,
         "dependencies_left": 0,
+        "unique_key": unique_key,
     }
-    if not dependency_ids:
-        # One statement, atomic by itself (or part of the caller's transaction).
-        with _cursor() as cursor:
-            _execute(cursor, "insert_tasks", insert)
-        return task_ids, Task.Status.PENDING
     with transaction.atomic(), _cursor() as cursor:
-        rows = _execute(cursor, "lock_dependencies", {"ids": dependency_ids})
-        missing = set(dependency_ids) - {row["id"] for row in rows}
-        if missing:
-            raise DependencyNotFound(f"dependency does not exist: {', '.join(sorted(map(str, missing)))}")
-        for row in rows:
-            if row["status"] == Task.Status.CANCELED:
-                status, insert["error"] = Task.Status.CANCELED, PARENT_CANCELED
-            elif row["status"] == Task.Status.FAILED and row["next_retry_time"] is None:
-                status, insert["error"] = Task.Status.CANCELED, PARENT_FAILED
+        if dependency_ids:
+            rows = _execute(cursor, "lock_dependencies", {"ids": dependency_ids})
+            missing = set(dependency_ids) - {row["id"] for row in rows}
+            if missing:
+                raise DependencyNotFound(f"dependency does not exist: {', '.join(sorted(map(str, missing)))}")
+            for row in rows:
+                if row["status"] == Task.Status.CANCELED:
+                    status, insert["error"] = Task.Status.CANCELED, PARENT_CANCELED
+                elif row["status"] == Task.Status.FAILED and row["next_retry_time"] is None:
+                    status, insert["error"] = Task.Status.CANCELED, PARENT_FAILED
+            insert["dependencies_left"] = sum(1 for row in rows if row["status"] != Task.Status.COMPLETED)
         insert["status"] = status
-        insert["dependencies_left"] = sum(1 for row in rows if row["status"] != Task.Status.COMPLETED)
-        _execute(cursor, "insert_tasks", insert)
-        _execute(cursor, "insert_dependencies", {"ids": task_ids, "dependency_ids": dependency_ids})
+        if not _execute(cursor, "insert_tasks", insert):
+            holder = _execute(cursor, "unique_key_holder", {"unique_key": unique_key})
+            # The holder may have ended between the two statements; the caller can try again.
+            holder_id = holder[0]["id"] if holder else None
+            raise TaskAlreadyQueued(
+                f"a pending or running task already holds the unique key {unique_key!r}: {holder_id}",
+                task_id=holder_id,
+            )
+        if dependency_ids:
+            _execute(cursor, "insert_dependencies", {"ids": task_ids, "dependency_ids": dependency_ids})
     return task_ids, status
 
 
@@ -140,8 +148,8 @@ class Ending(StrEnum):
 
     COMPLETED = "completed"
     FAILED = "failed"
-    REQUEUE = "requeue"  # interrupted by a shutdown: back to pending, no retry used
-    STOPPED = "stopped"  # canceled or lost: the run owns nothing, so nothing to write
+    REQUEUE = "requeue"  # interrupted by a shutdown, or claimed ahead and not started: back to pending, no retry used
+    STOPPED = "stopped"  # canceled or lost: the run owns nothing, so nothing to write but its heartbeat
 
 
 @dataclass(frozen=True)
@@ -154,10 +162,16 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Recorded:
-    """What `finish_and_claim` did: the outcomes whose run still owned its task (with the
-    retry time of a failure, None when final), and the newly claimed runs."""
+    """What `finish_and_claim` did with the outcomes it was given and what it claimed.
+
+    `owned`: the outcomes recorded, with the retry time of a failure (None when final).
+    `deferred`: those not recorded because another transaction holds their task's row (or a
+    dependent's): still owned, to be recorded again later. Any other outcome was lost: its
+    run no longer owned its task.
+    """
 
     owned: dict[uuid.UUID, datetime | None]
+    deferred: list[Outcome]
     claimed: list[Run]
 
 
@@ -166,36 +180,52 @@ def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: i
 
     A pool calls this from one thread, so that the ends of many runs and the next claims
     cost one round trip, not a few per task: the completions, the release of their
-    dependents and the claim go to the server in one pipelined transaction. Failures and
-    shutdown requeues, rarer and needing results to decide, each get a transaction first.
+    dependents, the heartbeats of stopped runs and the claim go to the server in one
+    pipelined transaction. Failures and requeues, rarer and needing results to decide, each
+    get a transaction first. Nothing here waits for a row another transaction holds.
     """
     owned: dict[uuid.UUID, datetime | None] = {}
+    deferred: list[Outcome] = []
     for outcome in outcomes:
-        if outcome.ending is Ending.FAILED:
-            was_owned, retry_at = fail(outcome.run, outcome.error or "", requeueable=outcome.requeueable)
-            if was_owned:
-                owned[outcome.run.task.id] = retry_at
-        elif outcome.ending is Ending.REQUEUE:
-            if requeue(outcome.run.task.id, outcome.run.token, count_retry=False) is not None:
-                owned[outcome.run.task.id] = None
-    completed = [o.run for o in outcomes if o.ending is Ending.COMPLETED]
-    if not completed and limit <= 0:
-        return Recorded(owned=owned, claimed=[])
+        run = outcome.run
+        try:
+            if outcome.ending is Ending.FAILED:
+                assert outcome.error is not None, "a failure carries its error"
+                was_owned, retry_at = fail(run, outcome.error, requeueable=outcome.requeueable)
+                if was_owned:
+                    owned[run.task.id] = retry_at
+            elif outcome.ending is Ending.REQUEUE:
+                if requeue(run.task.id, run.token, count_retry=False) is not None:
+                    owned[run.task.id] = None
+        except TaskBusy:
+            deferred.append(outcome)
+    completed = [o for o in outcomes if o.ending is Ending.COMPLETED]
+    stopped = [o.run.token for o in outcomes if o.ending is Ending.STOPPED]
+    if not completed and not stopped and limit <= 0:
+        return Recorded(owned=owned, deferred=deferred, claimed=[])
     with _raw_connection() as conn, conn.pipeline():
-        done = claim = None
+        locks = ends = claim = None
         with conn.transaction():
             if completed:
-                params = {"ids": [run.task.id for run in completed], "tokens": [run.token for run in completed]}
-                done = _send(conn, "complete", params)
-                _send(conn, "release_dependents", params).close()
+                ends_params = {"ids": [o.run.task.id for o in completed], "tokens": [o.run.token for o in completed]}
+                locks = _send(conn, "lock_ends", ends_params)
+                ends = _send(conn, "complete_ends", ends_params)
+            if stopped:
+                _send(conn, "drop_heartbeats", {"tokens": stopped}).close()
             if limit > 0:
                 claim = _send(conn, "claim", {"types": list(types), "limit": limit})
-        if done is not None:
-            owned.update(dict.fromkeys(row["id"] for row in done.fetchall()))
-            done.close()
+        if locks is not None and ends is not None:
+            done = {row["id"]: row["completed"] for row in ends.fetchall()}
+            for row, outcome in zip(locks.fetchall(), completed, strict=True):
+                if done.get(row["id"]):
+                    owned[row["id"]] = None
+                elif row["owned"]:
+                    deferred.append(outcome)
+            locks.close()
+            ends.close()
         rows = claim.fetchall() if claim is not None else []
     runs = sorted(map(_run_from_row, rows), key=lambda run: (-run.task.priority, run.task.queued_at, run.task.id))
-    return Recorded(owned=owned, claimed=runs)
+    return Recorded(owned=owned, deferred=deferred, claimed=runs)
 
 
 def _run_from_row(row: DictRow) -> Run:
@@ -210,39 +240,41 @@ def claim(types: Sequence[str], limit: int) -> list[Run]:
 
 
 def complete(run: Run) -> bool:
-    """Finish a run as completed; False if the run no longer owned its task."""
+    """Finish a run as completed; False if the run no longer owned its task, or if another
+    transaction holds its task (or a dependent) and the end must be recorded later."""
     return run.task.id in finish_and_claim([Outcome(run, Ending.COMPLETED)], [], 0).owned
 
 
 def fail(run: Run, error: str, *, requeueable: bool) -> tuple[bool, datetime | None]:
     """Finish a run as failed. Returns whether the run still owned its task, and the time of
-    the automatic retry (None when the failure is final and its dependents are cancelled).
+    the automatic retry (None when the failure is final and its descendants are cancelled).
+
+    Raises TaskBusy when another transaction holds the task or one of its descendants.
     """
     with transaction.atomic(), _cursor() as cursor:
-        return _fail(cursor, run.task.id, run.token, error, requeueable=requeueable)
+        [lock] = _execute(cursor, "lock_ends", {"ids": [run.task.id], "tokens": [run.token]})
+        if not lock["locked"]:
+            if lock["owned"]:
+                raise TaskBusy(f"task {run.task.id} is held by another transaction")
+            return False, None
+        return True, _fail(cursor, run.task.id, run.token, error, requeueable=requeueable)
 
 
-def _fail(
-    cursor: Cursor, task_id: uuid.UUID, token: uuid.UUID, error: str, *, requeueable: bool
-) -> tuple[bool, datetime | None]:
-    rows = _execute(
-        cursor,
-        "fail",
-        {
-            "id": task_id,
-            "token": token,
-            "error": clean_error(error),
-            "requeueable": requeueable,
-            "max_retries": MAX_RETRIES,
-            "upper_bound": tasking().retry_wait_upper_bound,
-        },
-    )
-    if not rows:
-        return False, None
-    next_retry_time: datetime | None = rows[0]["next_retry_time"]
+def _fail(cursor: Cursor, task_id: uuid.UUID, token: uuid.UUID, error: str, *, requeueable: bool) -> datetime | None:
+    """Fail a run whose task this transaction holds; cancel its descendants if final."""
+    params = {
+        "id": task_id,
+        "token": token,
+        "error": clean_error(error),
+        "requeueable": requeueable,
+        "max_retries": MAX_RETRIES,
+        "upper_bound": tasking().retry_wait_upper_bound,
+    }
+    [row] = _execute(cursor, "fail", params)
+    next_retry_time: datetime | None = row["next_retry_time"]
     if next_retry_time is None:
-        _cancel_descendants(cursor, [task_id], PARENT_FAILED)
-    return True, next_retry_time
+        _cancel_descendants(cursor, [task_id], PARENT_FAILED, wait_first=False)
+    return next_retry_time
 
 
 def requeue(task_id: uuid.UUID, token: uuid.UUID, *, count_retry: bool) -> str | None:
@@ -250,7 +282,7 @@ def requeue(task_id: uuid.UUID, token: uuid.UUID, *, count_retry: bool) -> str |
 
     A requeue that counts (a dead worker) fails the task for good once it has had its
     retries; a shutdown requeue does not count. Returns the new status, or None if the run
-    no longer owned its task.
+    no longer owned its task. Raises TaskBusy when another transaction holds the task.
     """
     with transaction.atomic(), _cursor() as cursor:
         return _requeue(cursor, task_id, token, count_retry=count_retry)
@@ -258,11 +290,23 @@ def requeue(task_id: uuid.UUID, token: uuid.UUID, *, count_retry: bool) -> str |
 
 def _requeue(cursor: Cursor, task_id: uuid.UUID, token: uuid.UUID, *, count_retry: bool) -> str | None:
     params = {"id": task_id, "token": token, "count_retry": int(count_retry), "max_retries": MAX_RETRIES}
-    if _execute(cursor, "requeue", params):
+    [row] = _execute(cursor, "requeue", params)
+    if row["requeued"]:
         return Task.Status.PENDING
-    if count_retry and _fail(cursor, task_id, token, MAX_RETRIES_ERROR, requeueable=False)[0]:
-        return Task.Status.FAILED
-    return None
+    if not row["owned"]:
+        return None
+    if count_retry and not row["under_cap"]:
+        [lock] = _execute(cursor, "lock_ends", {"ids": [task_id], "tokens": [token]})
+        if lock["locked"]:
+            _fail(cursor, task_id, token, MAX_RETRIES_ERROR, requeueable=False)
+            return Task.Status.FAILED
+        if not lock["owned"]:
+            return None
+    raise TaskBusy(f"task {task_id} is held by another transaction")
+
+
+# How often a cancel starts over when dependents linked while it waited are held by others.
+CANCEL_ATTEMPTS = 5
 
 
 def cancel(task_id: uuid.UUID) -> str:
@@ -270,35 +314,65 @@ def cancel(task_id: uuid.UUID) -> str:
 
     A finished task keeps its status but gets cancel_attempted, which stops a pending retry.
     """
-    with transaction.atomic(), _cursor() as cursor:
-        rows = _execute(cursor, "cancel", {"id": task_id})
-        if not rows:
-            raise TaskNotFound(f"task does not exist: {task_id}")
-        previous: str = rows[0]["status"]
-        next_retry_time = rows[0]["next_retry_time"]
-        if previous in (Task.Status.PENDING, Task.Status.RUNNING):
-            _cancel_descendants(cursor, [task_id], PARENT_CANCELED)
-            _execute(cursor, "drop_heartbeats", {"ids": [task_id]})
-        elif previous == Task.Status.FAILED and next_retry_time is not None:
-            # The retry it was waiting for will not come: its failure is final now.
-            _cancel_descendants(cursor, [task_id], PARENT_FAILED)
+    for attempt in range(CANCEL_ATTEMPTS):
+        try:
+            with transaction.atomic(), _cursor() as cursor:
+                return _cancel(cursor, task_id, wait_later=attempt == CANCEL_ATTEMPTS - 1)
+        except TaskBusy:
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))  # let the holder finish
+    raise AssertionError("unreachable: the last attempt waits for its locks")
+
+
+def _cancel(cursor: Cursor, task_id: uuid.UUID, *, wait_later: bool) -> str:
+    rows = _execute(cursor, "lock_task", {"id": task_id})
+    if not rows:
+        raise TaskNotFound(f"task does not exist: {task_id}")
+    previous: str = rows[0]["status"]
+    _execute(cursor, "cancel_task", {"id": task_id, "previous": previous})
+    if previous in (Task.Status.PENDING, Task.Status.RUNNING):
+        _cancel_descendants(cursor, [task_id], PARENT_CANCELED, wait_first=True, wait_later=wait_later)
+    elif previous == Task.Status.FAILED and rows[0]["next_retry_time"] is not None:
+        # The retry it was waiting for will not come: its failure is final now.
+        _cancel_descendants(cursor, [task_id], PARENT_FAILED, wait_first=True, wait_later=wait_later)
     return previous
 
 
-def _cancel_descendants(cursor: Cursor, task_ids: Iterable[uuid.UUID], reason: str) -> None:
-    level, canceled = list(task_ids), []
-    while level:
-        level = [row["id"] for row in _execute(cursor, "cancel_dependents", {"ids": level, "reason": reason})]
-        canceled += level
-    if canceled:
-        _execute(cursor, "drop_heartbeats", {"ids": canceled})
+def _cancel_descendants(
+    cursor: Cursor, task_ids: list[uuid.UUID], reason: str, *, wait_first: bool, wait_later: bool = False
+) -> None:
+    """Cancel every unfinished descendant of tasks this transaction holds.
+
+    The descendants are locked in insertion order: a caller waits for them (`wait_first`),
+    the pool skips them and raises TaskBusy. A round that had to wait may then find
+    dependents linked meanwhile; their locks could come out of order, so they are taken
+    without waiting, and TaskBusy makes the caller start over (or, at its last attempt,
+    `wait_later`, wait for them: by then nothing else is left for it to hold).
+    """
+    done: set[uuid.UUID] = set()
+    wait = wait_first
+    while True:
+        found = [row["id"] for row in _execute(cursor, "unfinished_descendants", {"ids": task_ids})]
+        found = [task_id for task_id in found if task_id not in done]
+        if not found:
+            return
+        if wait:
+            locked = [row["id"] for row in _execute(cursor, "lock_unfinished", {"ids": found})]
+        else:
+            rows = _execute(cursor, "lock_unfinished_or_skip", {"ids": found})
+            if not all(row["locked"] for row in rows):
+                raise TaskBusy("a dependent task is held by another transaction")
+            locked = [row["id"] for row in rows]
+        if locked:
+            _execute(cursor, "cancel_locked", {"ids": locked, "reason": reason})
+        done.update(found)
+        wait = wait_later
 
 
-def refresh_heartbeats(tokens: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+def refresh_heartbeats(runs: Sequence[Run]) -> set[uuid.UUID]:
     """Beat for these runs; return the tokens whose run no longer owns its task."""
+    params = {"ids": [run.task.id for run in runs], "tokens": [run.token for run in runs]}
     with transaction.atomic(), _cursor() as cursor:
-        alive = {row["token"] for row in _execute(cursor, "refresh_heartbeats", {"tokens": list(tokens)})}
-    return set(tokens) - alive
+        return {row["token"] for row in _execute(cursor, "refresh_heartbeats", params)}
 
 
 def requeue_stale(timeout: float) -> list[tuple[uuid.UUID, str]]:
@@ -309,7 +383,11 @@ def requeue_stale(timeout: float) -> list[tuple[uuid.UUID, str]]:
     rescued = []
     with transaction.atomic(), _cursor() as cursor:
         for row in _execute(cursor, "stale_heartbeats", {"timeout": timeout}):
-            status = _requeue(cursor, row["id"], row["token"], count_retry=True)
+            try:
+                with transaction.atomic():
+                    status = _requeue(cursor, row["id"], row["token"], count_retry=True)
+            except TaskBusy:
+                continue  # a descendant is held: the next pass tries again
             if status is None:
                 _execute(cursor, "delete_heartbeat", {"token": row["token"]})
             else:
@@ -325,10 +403,9 @@ def retry_failed() -> list[uuid.UUID]:
 
 def update_payload(run: Run, payload_json: str) -> bool:
     """Save a run's payload; False if the run no longer owns its task."""
+    params = {"id": run.task.id, "token": run.token, "payload": payload_json}
     with transaction.atomic(), _cursor() as cursor:
-        return bool(
-            _execute(cursor, "update_payload", {"id": run.task.id, "token": run.token, "payload": payload_json})
-        )
+        return bool(_execute(cursor, "update_payload", params))
 
 
 def status(task_id: uuid.UUID) -> Task:

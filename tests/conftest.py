@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,19 +22,24 @@ LEAK_GRACE = 5.0
 
 
 @pytest.fixture(scope="session")
-def _watch_params(django_db_setup):
-    """How to connect to the test database, to list the sessions on it."""
+def _watch_params(django_db_setup) -> dict | None:
+    """How to connect to the test database, to list the sessions on it; None when the
+    session has no test that uses the database (then none was created)."""
+    if connection.settings_dict["NAME"] != connection.creation._get_test_db_name():
+        return None
     params = connection.get_connection_params()
     for key in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(key, None)
     return params
 
 
-def _sessions(params: dict) -> set[int]:
+def _sessions(params: dict | None) -> set[int]:
     """Backend pids of the sessions on the test database, but this thread's Django one.
 
     A connection of its own each time: some tests terminate every session of the database.
     """
+    if params is None:
+        return set()
     own = connection.connection.info.backend_pid if connection.connection is not None else 0
     with psycopg.connect(autocommit=True, **params) as watch:
         rows = watch.execute(
@@ -43,24 +49,60 @@ def _sessions(params: dict) -> set[int]:
     return {pid for (pid,) in rows}
 
 
+def _children() -> set[int]:
+    """Pids of this process's live child processes (none known where /proc is missing)."""
+    children: set[int] = set()
+    for path in Path("/proc/self/task").glob("*/children"):
+        children.update(int(pid) for pid in path.read_text().split())
+    return {pid for pid in children if Path(f"/proc/{pid}/stat").exists() and " Z " not in _stat(pid)}
+
+
+def _stat(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return " Z "  # gone meanwhile
+
+
+def _leaks(params: dict | None, threads: set, sessions: set[int], children: set[int]) -> list[str]:
+    """What was left behind, after waiting up to LEAK_GRACE for it to end."""
+    found: list[str] = []
+
+    def check() -> bool:
+        found.clear()
+        if extra := set(threading.enumerate()) - threads:
+            found.append(f"threads running: {', '.join(sorted(thread.name for thread in extra))}")
+        if extra_children := _children() - children:
+            found.append(f"child processes alive: {sorted(extra_children)}")
+        if extra_sessions := _sessions(params) - sessions:
+            found.append(f"database sessions open: {sorted(extra_sessions)}")
+        return not found
+
+    try:
+        wait_until(check, timeout=LEAK_GRACE, message="what the test started to end")
+    except AssertionError:
+        pass
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leaks_in_the_session(_watch_params):
+    """Fail the run when fixtures wider than a test leave something behind at its end."""
+    before = set(threading.enumerate()), _sessions(_watch_params), _children()
+    yield
+    if left := _leaks(_watch_params, *before):
+        pytest.fail(f"the test session left {'; '.join(left)}")
+
+
 @pytest.fixture(autouse=True)
 def _no_leaks(_watch_params):
-    """Fail a test that leaves a thread running or a database session open behind it.
-
-    Set up before the test's other fixtures, so checked after their teardown.
+    """Fail a test that leaves a thread running, a child process alive or a database session
+    open behind it. Set up before the test's other fixtures, so checked after their teardown.
     """
-    threads = set(threading.enumerate())
-    sessions = _sessions(_watch_params)
+    before = set(threading.enumerate()), _sessions(_watch_params), _children()
     yield
-    try:
-        wait_until(lambda: not (set(threading.enumerate()) - threads), timeout=LEAK_GRACE, message="threads to end")
-    except AssertionError:
-        names = sorted(thread.name for thread in set(threading.enumerate()) - threads)
-        pytest.fail(f"the test left threads running: {', '.join(names)}")
-    try:
-        wait_until(lambda: not (_sessions(_watch_params) - sessions), timeout=LEAK_GRACE, message="sessions")
-    except AssertionError:
-        pytest.fail(f"the test left database sessions open: {sorted(_sessions(_watch_params) - sessions)}")
+    if left := _leaks(_watch_params, *before):
+        pytest.fail(f"the test left {'; '.join(left)}")
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
 
+# The project's settings, star-imported to be extended (F403, F405), once SECRET_KEY has a
+# default (E402).
 from contentsources.settings import *  # noqa: E402, F403
 
 # Serve static files from the apps (no collectstatic before the tests).

@@ -2,29 +2,46 @@
 -- Every time is the database's clock_timestamp(), never the application's clock, and every
 -- write of a run is fenced by the run's token: a worker that lost its task changes nothing.
 -- Named parameters use the %(name)s style of psycopg and Django cursors.
+--
+-- Locks (docs/queue.md, "Locks"): task rows before heartbeat rows; task rows in insertion
+-- order (`seq`), which puts a task before its dependents. Ending a task (complete, fail,
+-- cancel) locks its row FOR UPDATE, which conflicts with the FOR KEY SHARE of an enqueue
+-- linking a new dependent to it, so an ending and a new edge are always ordered. Every other
+-- write takes FOR NO KEY UPDATE, which an enqueue does not block. The pool's statements never
+-- wait for a task row (SKIP LOCKED): what they cannot lock now, the pool records later.
 
 -- name: lock_dependencies
--- Lock the dependencies of a new task so that none finishes or is cancelled until it is linked.
+-- Lock the dependencies of new tasks, in insertion order, with the lock their new edges'
+-- foreign keys take anyway: none of them can end until the edges commit, and one that is
+-- ending is waited for and then seen with its final status.
 SELECT id, status, next_retry_time
 FROM tasks
 WHERE id = ANY(%(ids)s::uuid[])
-ORDER BY id
-FOR SHARE;
+ORDER BY seq
+FOR KEY SHARE;
 
 -- name: insert_tasks
 -- Insert new tasks of one type, one per payload: pending, or canceled at once when a
--- dependency already failed or was canceled. Wakes the waiting pools on commit when they are
--- ready (Postgres folds repeated notifications within a transaction into one).
+-- dependency already failed or was canceled. A task whose unique key an active task holds
+-- is not inserted. Wakes the waiting pools on commit when a ready task was inserted
+-- (Postgres folds repeated notifications within a transaction into one).
 WITH inserted AS (
     INSERT INTO tasks (id, type, payload, status, error, cancel_attempted, queued_at, org_id,
                        account_id, object_uuid, object_type, request_id, priority, retries,
-                       dependencies_left)
+                       dependencies_left, unique_key)
     SELECT new.id, %(type)s::text, new.payload, %(status)s::text, %(error)s::text, %(status)s::text = 'canceled',
            clock_timestamp(), %(org_id)s::text, %(account_id)s::text, %(object_uuid)s::uuid, %(object_type)s::text,
-           %(request_id)s::text, %(priority)s::int, 0, %(dependencies_left)s::int
+           %(request_id)s::text, %(priority)s::int, 0, %(dependencies_left)s::int, %(unique_key)s::text
     FROM unnest(%(ids)s::uuid[], %(payloads)s::jsonb[]) AS new (id, payload)
+    ON CONFLICT (unique_key) WHERE status IN ('pending', 'running') DO NOTHING
+    RETURNING id
 )
-SELECT pg_notify('tasks', '') WHERE %(status)s::text = 'pending' AND %(dependencies_left)s::int = 0;
+SELECT inserted.id
+FROM inserted
+LEFT JOIN (
+    SELECT pg_notify('tasks', '')
+    WHERE %(status)s::text = 'pending' AND %(dependencies_left)s::int = 0 AND EXISTS (SELECT FROM inserted)
+) AS woken ON true;
 
 -- name: insert_dependencies
 -- Link new tasks to their dependencies.
@@ -32,16 +49,28 @@ INSERT INTO task_dependencies (task_id, dependency_id)
 SELECT task_id, dependency_id
 FROM unnest(%(ids)s::uuid[]) AS task_id CROSS JOIN unnest(%(dependency_ids)s::uuid[]) AS dependency_id;
 
+-- name: unique_key_holder
+-- The active task that holds a unique key.
+SELECT id FROM tasks WHERE unique_key = %(unique_key)s::text AND status IN ('pending', 'running');
+
 -- name: claim
 -- Claim up to `limit` ready tasks of the given types, highest priority first, then oldest;
--- each gets a new token and a heartbeat row in the same statement.
-WITH picked AS (
-    SELECT id
-    FROM tasks
-    WHERE status = 'pending' AND dependencies_left = 0 AND type = ANY(%(types)s::text[])
-    ORDER BY priority DESC, queued_at, id
-    LIMIT %(limit)s::int
-    FOR UPDATE SKIP LOCKED
+-- each gets a new token and a heartbeat row in the same statement. The ready index leads
+-- with the type, so each served type is read on its own (a backlog of other types costs
+-- nothing) and the heads of the types are merged.
+WITH candidates AS MATERIALIZED (
+    SELECT ready.id, ready.priority, ready.queued_at
+    FROM unnest(%(types)s::text[]) AS served (type)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, queued_at
+        FROM tasks
+        WHERE type = served.type AND status = 'pending' AND dependencies_left = 0
+        ORDER BY priority DESC, queued_at, id
+        LIMIT %(limit)s::int
+        FOR NO KEY UPDATE SKIP LOCKED
+    ) AS ready
+), picked AS (
+    SELECT id FROM candidates ORDER BY priority DESC, queued_at, id LIMIT %(limit)s::int
 ), claimed AS (
     UPDATE tasks t
     SET status = 'running', token = gen_random_uuid(), started_at = clock_timestamp()
@@ -55,145 +84,206 @@ WITH picked AS (
 )
 SELECT * FROM claimed;
 
--- name: complete
--- Finish runs as completed: those that still own their task. Their heartbeats are dropped by
--- release_dependents, which always follows in the same transaction.
-UPDATE tasks t
-SET status = 'completed', finished_at = clock_timestamp(), error = NULL, next_retry_time = NULL
-FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS run (id, token)
-WHERE t.id = run.id AND t.token = run.token AND t.status = 'running'
-RETURNING t.id;
-
--- name: release_dependents
--- Count the runs' tasks that are now completed off their dependents, and wake the pools if
--- one became ready. It runs as a statement of its own after `complete`, so that its
--- snapshot sees a dependent whose enqueue was waiting on a completed task's row lock.
--- A completed run's heartbeat is dropped here, and only a run whose heartbeat it drops is
--- counted: an end recorded twice (re-sent after a commit whose answer was lost) is counted
--- once. Dependents are locked in id order, so that pools completing parents of the same
--- children do not deadlock.
-WITH parents AS (
+-- name: lock_ends
+-- Lock the tasks of runs whose end is about to be recorded (FOR UPDATE: see the top of this
+-- file), skipping those another transaction holds, and drop the heartbeats of those locked:
+-- within this transaction, a task still running with its run's token but without that
+-- heartbeat is one this transaction holds. For each run: whether it still owns its task,
+-- and whether it was locked.
+WITH run AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS run (id, token)
+), locked AS MATERIALIZED (
+    SELECT t.id
+    FROM tasks t JOIN run ON run.id = t.id AND run.token = t.token
+    WHERE t.status = 'running'
+    ORDER BY t.seq
+    FOR UPDATE OF t SKIP LOCKED
+), dropped AS (
     DELETE FROM task_heartbeats h
-    USING tasks t, unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS run (id, token)
-    WHERE h.token = run.token AND t.id = run.id AND t.token = run.token AND t.status = 'completed'
+    USING run
+    WHERE h.token = run.token AND run.id IN (SELECT id FROM locked)
+)
+SELECT run.id,
+       EXISTS (SELECT FROM tasks t WHERE t.id = run.id AND t.token = run.token AND t.status = 'running') AS owned,
+       run.id IN (SELECT id FROM locked) AS locked
+FROM run;
+
+-- name: complete_ends
+-- Complete the runs that lock_ends locked in this transaction and count them off their
+-- dependents. A statement of its own after lock_ends: its snapshot sees every edge linked
+-- before the lock, and no edge can be linked after it. A dependent that another transaction
+-- holds (a caller cancelling it) cannot be counted now: the runs it depends on are left
+-- running, their heartbeats back, for the pool to record later. Wakes the pools when a
+-- dependent became ready. Returns each run locked, and whether it was completed.
+WITH run AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS run (id, token)
+), ending AS (
+    SELECT run.id, run.token
+    FROM run JOIN tasks t ON t.id = run.id AND t.token = run.token
+    WHERE t.status = 'running' AND NOT EXISTS (SELECT FROM task_heartbeats h WHERE h.token = run.token)
+), edges AS (
+    SELECT d.task_id, d.dependency_id FROM task_dependencies d WHERE d.dependency_id IN (SELECT id FROM ending)
+), countable AS MATERIALIZED (
+    SELECT t.id FROM tasks t WHERE t.id IN (SELECT task_id FROM edges) ORDER BY t.seq FOR NO KEY UPDATE SKIP LOCKED
+), held_back AS (
+    SELECT DISTINCT dependency_id AS id FROM edges WHERE task_id NOT IN (SELECT id FROM countable)
+), completed AS (
+    UPDATE tasks t
+    SET status = 'completed', finished_at = clock_timestamp(), error = NULL, next_retry_time = NULL
+    FROM ending
+    WHERE t.id = ending.id AND ending.id NOT IN (SELECT id FROM held_back)
     RETURNING t.id
+), restored AS (
+    INSERT INTO task_heartbeats (token, id, heartbeat)
+    SELECT token, id, clock_timestamp() FROM ending WHERE id IN (SELECT id FROM held_back)
 ), counts AS (
-    SELECT task_id, count(*) AS n
-    FROM task_dependencies
-    WHERE dependency_id IN (SELECT id FROM parents)
-    GROUP BY task_id
-), locked AS (
-    SELECT t.id FROM tasks t JOIN counts ON counts.task_id = t.id ORDER BY t.id FOR UPDATE OF t
+    SELECT task_id, count(*) AS n FROM edges WHERE dependency_id NOT IN (SELECT id FROM held_back) GROUP BY task_id
 ), released AS (
     UPDATE tasks t
     SET dependencies_left = t.dependencies_left - counts.n
-    FROM counts JOIN locked ON locked.id = counts.task_id
+    FROM counts
     WHERE t.id = counts.task_id
     RETURNING t.dependencies_left, t.status
 )
-SELECT pg_notify('tasks', '')
-WHERE EXISTS (SELECT FROM released WHERE dependencies_left = 0 AND status = 'pending');
+SELECT ending.id, ending.id IN (SELECT id FROM completed) AS completed
+FROM ending
+LEFT JOIN (
+    SELECT pg_notify('tasks', '')
+    WHERE EXISTS (SELECT FROM released WHERE dependencies_left = 0 AND status = 'pending')
+) AS woken ON true;
 
 -- name: fail
--- Finish a run as failed, if the run still owns its task. A requeueable task under the retry
--- cap gets its next retry time: now + upper_bound / (max_retries - retries + 1).
-WITH failed AS (
-    UPDATE tasks
-    SET status = 'failed', finished_at = clock_timestamp(), error = %(error)s::text,
-        next_retry_time = CASE
-            WHEN %(requeueable)s::bool AND retries < %(max_retries)s::int AND NOT cancel_attempted
-            THEN clock_timestamp()
-                 + make_interval(secs => floor(%(upper_bound)s::float8 / (%(max_retries)s::int - retries + 1)))
-        END
-    WHERE id = %(id)s::uuid AND token = %(token)s::uuid AND status = 'running'
-    RETURNING id, next_retry_time
-), beat AS (
-    DELETE FROM task_heartbeats WHERE token = %(token)s::uuid AND EXISTS (SELECT FROM failed)
-)
-SELECT id, next_retry_time FROM failed;
+-- Finish as failed a run that lock_ends locked in this transaction. A requeueable task under
+-- the retry cap gets its next retry time: now + upper_bound / (max_retries - retries + 1).
+UPDATE tasks
+SET status = 'failed', finished_at = clock_timestamp(), error = %(error)s::text,
+    next_retry_time = CASE
+        WHEN %(requeueable)s::bool AND retries < %(max_retries)s::int AND NOT cancel_attempted
+        THEN clock_timestamp()
+             + make_interval(secs => floor(%(upper_bound)s::float8 / (%(max_retries)s::int - retries + 1)))
+    END
+WHERE id = %(id)s::uuid AND token = %(token)s::uuid AND status = 'running'
+RETURNING id, next_retry_time;
 
 -- name: requeue
--- Put a run's task back to pending, if the run still owns it. A requeue that counts as a
--- retry (dead worker) only happens under the retry cap; a shutdown requeue does not count.
-WITH requeued AS (
-    UPDATE tasks
-    SET status = 'pending', token = NULL, started_at = NULL, error = NULL, next_retry_time = NULL,
-        retries = retries + %(count_retry)s::int
+-- Put a run's task back to pending, if the run still owns it and no one else holds its row.
+-- A requeue that counts as a retry (dead worker) only happens under the retry cap; a
+-- shutdown requeue does not count. Says whether it requeued, and whether the run owned its
+-- task and was under the cap before.
+WITH target AS MATERIALIZED (
+    SELECT id
+    FROM tasks
     WHERE id = %(id)s::uuid AND token = %(token)s::uuid AND status = 'running'
       AND (%(count_retry)s::int = 0 OR retries < %(max_retries)s::int)
-    RETURNING id
+    FOR NO KEY UPDATE SKIP LOCKED
+), requeued AS (
+    UPDATE tasks t
+    SET status = 'pending', token = NULL, started_at = NULL, error = NULL, next_retry_time = NULL,
+        retries = t.retries + %(count_retry)s::int
+    FROM target
+    WHERE t.id = target.id
+    RETURNING t.id
 ), beat AS (
     DELETE FROM task_heartbeats WHERE token = %(token)s::uuid AND EXISTS (SELECT FROM requeued)
 )
-SELECT id, pg_notify('tasks', '') FROM requeued;
+SELECT EXISTS (SELECT FROM requeued) AS requeued, owner.owned, owner.under_cap
+FROM (
+    SELECT count(*) > 0 AS owned, coalesce(bool_and(retries < %(max_retries)s::int), false) AS under_cap
+    FROM tasks
+    WHERE id = %(id)s::uuid AND token = %(token)s::uuid AND status = 'running'
+) AS owner
+LEFT JOIN (SELECT pg_notify('tasks', '') WHERE EXISTS (SELECT FROM requeued)) AS woken ON true;
 
--- name: cancel
--- Cancel a task: a pending or running one becomes canceled; any task gets cancel_attempted,
--- which also stops the automatic retry of a failed one. A running one is told on cancel_task.
--- Returns the status the task had before. Its heartbeat is dropped by drop_heartbeats.
-WITH target AS (
-    SELECT id, status, next_retry_time FROM tasks WHERE id = %(id)s::uuid FOR UPDATE
-), updated AS (
-    UPDATE tasks t
-    SET cancel_attempted = true,
-        next_retry_time = NULL,
-        status = CASE WHEN target.status IN ('pending', 'running') THEN 'canceled' ELSE t.status END,
-        error = CASE WHEN target.status IN ('pending', 'running') THEN 'task canceled' ELSE t.error END
-    FROM target
-    WHERE t.id = target.id
-)
-SELECT status, next_retry_time,
-       CASE WHEN status = 'running' THEN pg_notify('cancel_task', id::text) END
-FROM target;
+-- name: lock_task
+-- Lock a task that a caller cancels (FOR UPDATE: see the top of this file), waiting for it.
+SELECT status, next_retry_time FROM tasks WHERE id = %(id)s::uuid FOR UPDATE;
 
--- name: cancel_dependents
--- One level of the cancel cascade: cancel the unfinished dependents of the given tasks and
--- tell the running ones on cancel_task. The caller repeats it with the returned ids; each
--- level is a statement of its own so that its snapshot sees dependents linked concurrently.
--- Heartbeats are dropped afterwards by drop_heartbeats.
-WITH doomed AS (
-    SELECT t.id, t.status
-    FROM tasks t JOIN task_dependencies d ON d.task_id = t.id
-    WHERE d.dependency_id = ANY(%(ids)s::uuid[]) AND t.status IN ('pending', 'running')
-    ORDER BY t.id  -- the order release_dependents locks them in
-    FOR UPDATE OF t
-), canceled AS (
-    UPDATE tasks t
-    SET status = 'canceled', error = %(reason)s::text, cancel_attempted = true, next_retry_time = NULL
-    FROM doomed
-    WHERE t.id = doomed.id
+-- name: cancel_task
+-- Cancel a task locked by lock_task: a pending or running one becomes canceled; any task
+-- gets cancel_attempted, which also stops the automatic retry of a failed one. A running one
+-- is told on cancel_task. Its heartbeat is left to the run's pool, which drops it when the
+-- handler has stopped.
+UPDATE tasks
+SET cancel_attempted = true,
+    next_retry_time = NULL,
+    status = CASE WHEN status IN ('pending', 'running') THEN 'canceled' ELSE status END,
+    error = CASE WHEN status IN ('pending', 'running') THEN 'task canceled' ELSE error END
+WHERE id = %(id)s::uuid
+RETURNING CASE WHEN %(previous)s::text = 'running' THEN pg_notify('cancel_task', id::text) END;
+
+-- name: unfinished_descendants
+-- Every pending or running task that depends on the given ones, directly or not.
+WITH RECURSIVE descendants (id) AS (
+    SELECT d.task_id FROM task_dependencies d WHERE d.dependency_id = ANY(%(ids)s::uuid[])
+    UNION
+    SELECT d.task_id FROM task_dependencies d JOIN descendants ON d.dependency_id = descendants.id
 )
-SELECT id, CASE WHEN status = 'running' THEN pg_notify('cancel_task', id::text) END
-FROM (SELECT DISTINCT id, status FROM doomed) AS d;
+SELECT t.id FROM tasks t JOIN descendants USING (id) WHERE t.status IN ('pending', 'running');
+
+-- name: lock_unfinished
+-- Lock pending or running tasks in insertion order, waiting for them; those that finished
+-- meanwhile are left out.
+SELECT id FROM tasks
+WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('pending', 'running')
+ORDER BY seq
+FOR UPDATE;
+
+-- name: lock_unfinished_or_skip
+-- Lock pending or running tasks in insertion order, skipping those another transaction
+-- holds. Returns each task still unfinished, and whether it was locked.
+WITH locked AS MATERIALIZED (
+    SELECT id FROM tasks
+    WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('pending', 'running')
+    ORDER BY seq
+    FOR UPDATE SKIP LOCKED
+)
+SELECT t.id, t.id IN (SELECT id FROM locked) AS locked
+FROM tasks t
+WHERE t.id = ANY(%(ids)s::uuid[]) AND t.status IN ('pending', 'running');
+
+-- name: cancel_locked
+-- Cancel tasks this transaction has locked, and tell the running ones on cancel_task.
+UPDATE tasks
+SET status = 'canceled', error = %(reason)s::text, cancel_attempted = true, next_retry_time = NULL
+WHERE id = ANY(%(ids)s::uuid[])
+RETURNING id, CASE WHEN started_at IS NOT NULL THEN pg_notify('cancel_task', id::text) END;
 
 -- name: drop_heartbeats
--- Drop the heartbeats of canceled tasks. A statement of its own, after the cancel: the cancel's
--- snapshot predates its wait for the row lock, so it cannot see the heartbeat that a claim
--- holding that lock committed meanwhile.
-DELETE FROM task_heartbeats WHERE id = ANY(%(ids)s::uuid[]);
+-- Drop the heartbeats of runs that stopped without an end to record (canceled, or lost).
+DELETE FROM task_heartbeats WHERE token = ANY(%(tokens)s::uuid[]);
 
 -- name: refresh_heartbeats
--- Beat for the runs a pool holds; a token missing from the result lost its task.
-UPDATE task_heartbeats h
-SET heartbeat = clock_timestamp()
-FROM tasks t
-WHERE h.token = ANY(%(tokens)s::uuid[]) AND t.id = h.id AND t.token = h.token AND t.status = 'running'
-RETURNING h.token;
+-- Beat for the runs a pool holds, never waiting: a heartbeat row that another transaction
+-- holds (this pool's step recording the run's end, another pool's rescue) keeps its time
+-- until the next beat. Returns the runs that no longer own their task.
+WITH run AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS run (id, token)
+), beating AS MATERIALIZED (
+    SELECT h.token
+    FROM task_heartbeats h JOIN run ON run.token = h.token
+    FOR NO KEY UPDATE OF h SKIP LOCKED
+), refreshed AS (
+    UPDATE task_heartbeats h SET heartbeat = clock_timestamp() FROM beating WHERE h.token = beating.token
+)
+SELECT run.id, run.token
+FROM run
+WHERE NOT EXISTS (SELECT FROM tasks t WHERE t.id = run.id AND t.token = run.token AND t.status = 'running');
 
 -- name: stale_heartbeats
--- Heartbeats older than the timeout: their worker died or stalled. Locked so that two pools
--- never rescue the same run, with their tasks: a complete or a cancel locks the task and then
--- the heartbeat, so a rescue holding only the heartbeat would deadlock with it; the rows of a
--- run being finished are skipped instead. Ages that span a server restart say nothing of the
--- workers, which could not beat while it was down: after one, every run has a full timeout to
--- beat again.
+-- Heartbeats older than the timeout: their worker died or stalled. Locked with their tasks,
+-- skipping those held by others (a run being finished), so that two pools never rescue the
+-- same run. Ages that span an outage say nothing of the workers, which could not beat
+-- meanwhile: a janitor rescues only once its own session is a whole timeout old, so after a
+-- restart or a failover every run has a full timeout to beat again.
 SELECT h.id, h.token
 FROM task_heartbeats h JOIN tasks t ON t.id = h.id
 WHERE h.heartbeat < clock_timestamp() - make_interval(secs => %(timeout)s::float8)
-    AND pg_postmaster_start_time() < clock_timestamp() - make_interval(secs => %(timeout)s::float8)
+    AND (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())
+        < clock_timestamp() - make_interval(secs => %(timeout)s::float8)
 ORDER BY h.heartbeat
 LIMIT 100
-FOR UPDATE OF h, t SKIP LOCKED;
+FOR NO KEY UPDATE OF t SKIP LOCKED
+FOR UPDATE OF h SKIP LOCKED;
 
 -- name: delete_heartbeat
 -- Drop a heartbeat whose run no longer owns its task.
@@ -201,14 +291,14 @@ DELETE FROM task_heartbeats WHERE token = %(token)s::uuid;
 
 -- name: retry_failed
 -- Put failed tasks whose retry time has come back to pending, counting a retry.
-WITH due AS (
+WITH due AS MATERIALIZED (
     SELECT id
     FROM tasks
     -- statement_timestamp(), being stable, lets the retry index bound the scan.
     WHERE status = 'failed' AND next_retry_time <= statement_timestamp() AND NOT cancel_attempted
     ORDER BY next_retry_time
     LIMIT 1000
-    FOR UPDATE SKIP LOCKED
+    FOR NO KEY UPDATE SKIP LOCKED
 ), retried AS (
     UPDATE tasks t
     SET status = 'pending', started_at = NULL, finished_at = NULL, token = NULL, error = NULL,

@@ -82,9 +82,11 @@ def test_cancel_at_random_moments_never_leaves_a_task_running_or_completed(fleet
             assert all(run.ended is not None for run in by_task.get(task_id, [])), task_id
 
 
-def test_a_cancel_that_waits_for_a_claim_leaves_no_heartbeat_behind(transactional_db):
-    """A cancel that blocks on the row lock of a concurrent claim must drop the heartbeat the
-    claim inserts: a canceled task has no heartbeat row (docs/queue.md, States)."""
+def test_a_cancel_that_waits_for_a_claim_cancels_the_run_and_the_rescue_drops_its_heartbeat(transactional_db):
+    """A cancel that blocks on the row lock of a concurrent claim finds the task running and
+    cancels it. It leaves the run's heartbeat to the run's pool (a cancel held open in a
+    caller's transaction must not hold the heartbeat row, which the pool beats); with no pool
+    alive, the rescue drops it once stale, and never requeues the canceled task."""
     task_id = client.enqueue("reliability.work")
     claimed, commit = threading.Event(), threading.Event()
 
@@ -101,7 +103,11 @@ def test_a_cancel_that_waits_for_a_claim_leaves_no_heartbeat_behind(transactiona
     commit.set()
     assert (claimer.result(), canceler.result()) == (None, Task.Status.RUNNING)
     assert Task.objects.get(pk=task_id).status == Task.Status.CANCELED
-    assert not Heartbeat.objects.filter(task_id=task_id).exists()
+    wait_until(
+        lambda: queue.requeue_stale(timeout=0.5) == [] and not Heartbeat.objects.exists(),
+        message="the rescue to drop the heartbeat",
+    )
+    assert Task.objects.get(pk=task_id).status == Task.Status.CANCELED
 
 
 class Background(threading.Thread):

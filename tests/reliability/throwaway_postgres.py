@@ -47,6 +47,7 @@ class ThrowawayPostgres:
         self._running = False
 
     def start(self) -> None:
+        # Kept as option/value pairs on a line, which the formatter would put one a line.
         self._pg_ctl(
             "-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-o", f"-p {self.port}",
             "-l", str(self.data_dir / "log"), "start",

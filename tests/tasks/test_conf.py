@@ -15,7 +15,7 @@ def test_durations_read_like_the_originals(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "1x", "-1s", "1h30m", "soon"])
+@pytest.mark.parametrize("text", ["", "1x", "-1s", "1h30m", "soon", "1" + "0" * 400])
 def test_a_bad_duration_says_what_is_accepted(text):
     with pytest.raises(ValueError, match="use seconds, or a number with ms, s, m, h or d"):
         parse_duration(text)
@@ -33,11 +33,33 @@ def test_an_unknown_tasking_key_is_a_check_error_naming_it(settings):
         call_command("check")
 
 
-@pytest.mark.parametrize(("key", "value"), [("HEARTBEAT", "60s"), ("WORKER_COUNT", 2.5), ("SHUTDOWN_GRACE", math.inf)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("HEARTBEAT", "60s"),
+        ("WORKER_COUNT", 2.5),
+        ("SHUTDOWN_GRACE", math.inf),
+        ("SHUTDOWN_GRACE", -1),
+        ("PAYLOAD_LIMIT", True),
+        ("HEARTBEAT", 10**400),
+    ],
+)
 def test_a_mistyped_tasking_value_is_a_check_error(settings, key, value):
     settings.TASKING = {**settings.TASKING, key: value}
-    with pytest.raises(SystemCheckError, match=rf"tasks.E006.*TASKING\['{key}'\] must be"):
+    with pytest.raises(SystemCheckError, match=rf"tasks.E006.*TASKING\['{key}'\] \(TASKING_{key}\) must be"):
         call_command("check")
+
+
+def test_tasking_that_is_not_a_dict_is_a_check_error(settings):
+    settings.TASKING = ["HEARTBEAT", 5]
+    with pytest.raises(SystemCheckError, match=r"tasks.E007.*TASKING must be a dict, not list"):
+        call_command("check")
+
+
+def test_a_misspelt_tasking_variable_is_a_warning(monkeypatch, capsys):
+    monkeypatch.setenv("TASKING_HEARTBEET", "5s")
+    call_command("check")
+    assert "tasks.W001" in capsys.readouterr().err
 
 
 def test_the_environment_sets_only_what_it_names_and_the_defaults_live_in_tasks_conf():

@@ -2,9 +2,9 @@
 
 import datetime
 import threading
+import time
 import uuid
 
-import psycopg
 import pytest
 from django.db import connection, transaction
 
@@ -14,7 +14,6 @@ from tasks.listener import listen_connection
 from tasks.models import Heartbeat, Task
 from tasks.sql import QUERIES, load_queries
 from tests.factories import HeartbeatFactory, TaskFactory
-from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -221,18 +220,23 @@ def test_fail_stores_a_clean_error_and_cancels_every_descendant():
     assert get(unrelated).status == Task.Status.PENDING
 
 
-def test_a_failure_cancels_a_running_descendant_and_drops_its_heartbeat():
+def test_cancel_of_a_running_task_cancels_its_descendants_and_leaves_the_heartbeat_to_its_pool():
+    """A cancel made in a caller's transaction takes no heartbeat lock, which would stall the
+    pool's heartbeats until the caller commits; the run's pool drops the heartbeat when its
+    handler has stopped, and a rescue never requeues a canceled task."""
     parent = enqueue(payload={"n": "parent"})
     parent_run = claim_one()
     assert queue.complete(parent_run)
     child = enqueue(payload={"n": "child"}, dependencies=[parent])
-    grandchild_parent_run = claim_one()
-    assert grandchild_parent_run.task.id == child
+    child_run = claim_one()
+    assert child_run.task.id == child
     grandchild = enqueue(payload={"n": "grandchild"}, dependencies=[child])
-    # Cancel the running child: the grandchild goes with it, the child's heartbeat too.
     assert queue.cancel(child) == Task.Status.RUNNING
     assert get(grandchild).status == Task.Status.CANCELED
-    assert not Heartbeat.objects.filter(token=grandchild_parent_run.token).exists()
+    assert queue.refresh_heartbeats([child_run]) == {child_run.token}  # the pool learns it is lost
+    queue.finish_and_claim([queue.Outcome(child_run, queue.Ending.STOPPED)], [], 0)
+    assert not Heartbeat.objects.filter(token=child_run.token).exists()
+    assert get(child).status == Task.Status.CANCELED
 
 
 @pytest.mark.parametrize(("retries", "hours"), [(0, 3), (1, 4), (2, 6)])
@@ -354,11 +358,30 @@ def test_requeue_is_fenced_by_the_runs_token():
 
 # --- heartbeats ---------------------------------------------------------------------------
 
-# Short, since a rescue waits until the server has been up for a whole timeout.
-STALE_AFTER = 2
+# Short, since a rescue waits until the janitor's session is a whole timeout old.
+STALE_AFTER = 1
 
 
-def test_requeue_stale_rescues_old_heartbeats_only():
+def session_age(conn=None) -> float:
+    """Seconds since the session (Django's, or `conn`) started."""
+    query = (
+        "SELECT extract(epoch FROM clock_timestamp() - backend_start) FROM pg_stat_activity"
+        " WHERE pid = pg_backend_pid()"
+    )
+    if conn is not None:
+        return float(conn.execute(query).fetchone()[0])
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        return float(cursor.fetchone()[0])
+
+
+@pytest.fixture
+def janitor_session():
+    """This thread's database session, old enough to rescue runs STALE_AFTER stale."""
+    time.sleep(max(0.0, STALE_AFTER - session_age()))
+
+
+def test_requeue_stale_rescues_old_heartbeats_only(janitor_session):
     stale = HeartbeatFactory(age=120)
     fresh = HeartbeatFactory(age=0)
     rescued = queue.requeue_stale(timeout=STALE_AFTER)
@@ -367,14 +390,13 @@ def test_requeue_stale_rescues_old_heartbeats_only():
     assert get(fresh.task_id).status == Task.Status.RUNNING
 
 
-def test_no_rescue_until_the_server_has_been_up_for_a_whole_timeout():
-    """Workers cannot beat while the server is down: after a restart longer than the timeout,
-    the first janitor back would otherwise requeue every live run."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT extract(epoch FROM clock_timestamp() - pg_postmaster_start_time())")
-        uptime = float(cursor.fetchone()[0])
-    beat = HeartbeatFactory(age=uptime + 3600)
-    assert queue.requeue_stale(timeout=uptime + 60) == []
+@pytest.mark.django_db(transaction=True)
+def test_no_rescue_until_the_janitors_session_is_a_whole_timeout_old():
+    """Workers cannot beat while the server is down or failing over: the first janitor back
+    would otherwise requeue every live run as soon as it reconnects."""
+    connection.close()
+    beat = HeartbeatFactory(age=3600)  # the new session is younger than the 60 s timeout
+    assert queue.requeue_stale(timeout=60) == []
     assert get(beat.task_id).status == Task.Status.RUNNING
 
 
@@ -390,39 +412,33 @@ def test_an_end_recorded_twice_counts_its_task_off_its_dependents_once():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_rescue_and_a_complete_of_the_same_run_do_not_deadlock():
-    """The rescue locks the heartbeat and the task, as complete and cancel lock them."""
+def test_a_rescue_and_an_end_of_the_same_run_never_wait_for_each_other(janitor_session):
+    """Both skip a run the other holds: the end is recorded later, or finds the run lost."""
     task_id = enqueue()
     run = claim_one()
     Heartbeat.objects.update(heartbeat=db_now() - datetime.timedelta(minutes=5))
-    finished = {}
+    params = {"ids": [run.task.id], "tokens": [run.token]}
     with listen_connection() as janitor, listen_connection() as worker:
         janitor.autocommit = worker.autocommit = False
+        janitor.execute("SET statement_timeout = '5s'")
+        worker.execute("SET statement_timeout = '5s'")
+        time.sleep(max(0.0, STALE_AFTER - session_age(janitor)))
         stale = janitor.execute(QUERIES["stale_heartbeats"], {"timeout": STALE_AFTER}).fetchall()
         assert stale == [(task_id, run.token)]
-
-        def finish():  # the dispatcher's step, on its own connection
-            params = {"ids": [run.task.id], "tokens": [run.token]}
-            try:
-                finished["owned"] = worker.execute(QUERIES["complete"], params).fetchall()
-                worker.execute(QUERIES["release_dependents"], params)
-                worker.commit()
-            except psycopg.Error as exc:
-                finished["error"] = repr(exc)
-
-        thread = threading.Thread(target=finish)
-        thread.start()
-        wait_until(lambda: waits_for_a_lock(worker.info.backend_pid), message="the complete to wait for the rescue")
-        params = {"id": task_id, "token": run.token, "count_retry": 1, "max_retries": 3}
-        assert janitor.execute(QUERIES["requeue"], params).fetchall()
+        # The pool's step, while the rescue holds the run: skipped at once, still owned.
+        assert worker.execute(QUERIES["lock_ends"], params).fetchall() == [(task_id, True, False)]
+        worker.rollback()
+        requeue = {"id": task_id, "token": run.token, "count_retry": 1, "max_retries": 3}
+        assert janitor.execute(QUERIES["requeue"], requeue).fetchone()[0] is True
         janitor.commit()
-        thread.join(timeout=10)
-    assert finished == {"owned": []}  # the rescue won; the run's end changes nothing
+        # Tried again after the rescue: the run no longer owns its task.
+        assert worker.execute(QUERIES["lock_ends"], params).fetchall() == [(task_id, False, False)]
+        worker.rollback()
     assert (get(task_id).status, get(task_id).retries) == (Task.Status.PENDING, 1)
     assert not Heartbeat.objects.exists()
 
 
-def test_a_late_rescue_cannot_requeue_the_next_run():
+def test_a_late_rescue_cannot_requeue_the_next_run(janitor_session):
     """The original's heartbeat listeners could requeue a task that another run had just taken."""
     task_id = enqueue()
     first = claim_one()
@@ -435,7 +451,7 @@ def test_a_late_rescue_cannot_requeue_the_next_run():
     assert get(task_id).token == second.token and get(task_id).status == Task.Status.RUNNING
 
 
-def test_requeue_stale_drops_heartbeats_of_runs_that_lost_their_task():
+def test_requeue_stale_drops_heartbeats_of_runs_that_lost_their_task(janitor_session):
     beat = HeartbeatFactory(age=120)
     Task.objects.filter(pk=beat.task_id).update(token=uuid.uuid4())  # another run owns it now
     assert queue.requeue_stale(timeout=STALE_AFTER) == []
@@ -447,7 +463,7 @@ def test_refresh_heartbeats_reports_the_runs_that_lost_their_task():
     lost = enqueue(payload={"n": 2})
     runs = {run.task.id: run for run in queue.claim(["test.record"], 2)}
     queue.cancel(lost)
-    assert queue.refresh_heartbeats([runs[kept].token, runs[lost].token]) == {runs[lost].token}
+    assert queue.refresh_heartbeats([runs[kept], runs[lost]]) == {runs[lost].token}
 
 
 def test_update_payload_is_fenced_by_the_runs_token():
@@ -478,7 +494,9 @@ def test_retry_failed_requeues_due_tasks_only():
 
 
 def test_every_query_is_loaded():
-    assert {"claim", "complete", "fail", "requeue", "cancel", "refresh_heartbeats"} <= set(QUERIES)
+    assert {"claim", "lock_ends", "complete_ends", "fail", "requeue", "cancel_task", "refresh_heartbeats"} <= set(
+        QUERIES
+    )
     assert all(not sql.rstrip().endswith(";") and "-- name" not in sql for sql in QUERIES.values())
 
 
@@ -496,6 +514,13 @@ def test_the_loader_rejects_a_duplicate_name():
         ({"payload": {"when": object()}}, "InvalidPayload", "not JSON-serialisable"),
         ({"payload": {"text": "nul\x00byte"}}, "InvalidPayload", "NUL character"),
         ({"payload": "x" * (1024 * 1024)}, "InvalidPayload", "over the limit of 1048576"),
+        ({"org_id": "a\x00b"}, "InvalidTask", "org_id contains a NUL character"),
+        ({"account_id": "a\udcffb"}, "InvalidTask", "account_id is not valid text"),
+        ({"object_type": 12}, "InvalidTask", "object_type must be a string, not int"),
+        ({"request_id": b"req"}, "InvalidTask", "request_id must be a string, not bytes"),
+        ({"request_id": "r\x00"}, "InvalidTask", "request_id contains a NUL character"),
+        ({"object_uuid": "nope"}, "InvalidTask", "object_uuid is not a UUID: 'nope'"),
+        ({"unique_key": "k\udc80"}, "InvalidTask", "unique_key is not valid text"),
     ],
 )
 def test_bad_enqueue_arguments_get_a_clear_error_and_write_nothing(kwargs, error, message):

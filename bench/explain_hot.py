@@ -2,8 +2,8 @@
 
 Usage: DATABASE_URL=... .venv/bin/python bench/explain_hot.py [FINISHED_ROWS]
 
-scripts/explain_queries.py covers claim, release_dependents, retry_failed and stale_heartbeats;
-this adds the per-task writes it leaves out (insert_tasks, complete) and repeats the claim, on
+scripts/explain_queries.py covers the pool's statements on a history; this explains the per-task
+path of a drained or enqueued task (insert_tasks, claim, lock_ends, complete_ends), on
 a table with a history, 8,000 blocked and 20,000 ready tasks, in a database of its own
 (`bench_explain`, dropped at the end). The statements are those of the checkout this file is
 in (tasks/sql/queries.sql), whatever their parameters: each `%(name)s` gets a value by name.
@@ -25,7 +25,7 @@ from bench.database import BenchDatabase, Server  # noqa: E402
 from bench.run import close_django, setup_django, subprocess_env  # noqa: E402
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-STATEMENTS = ["insert_tasks", "claim", "complete", "release_dependents"]
+STATEMENTS = ["insert_tasks", "claim", "lock_ends", "complete_ends"]
 
 
 class Rollback(Exception):
@@ -52,6 +52,7 @@ def params_for(query: str, run_id: uuid.UUID, token: uuid.UUID) -> dict:
         "request_id": None,
         "priority": 0,
         "dependencies_left": 0,
+        "unique_key": None,
         "timeout": 60,
     }
     names = set(PLACEHOLDER.findall(query))

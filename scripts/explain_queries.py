@@ -31,7 +31,11 @@ SELECT gen_random_uuid(), 'diagnostics.noop', s.status, now() - interval '1 day'
 FROM (SELECT 'completed' AS status, 0 AS blocked, NULL::timestamptz AS retry FROM generate_series(1, %(finished)s)
       UNION ALL SELECT 'pending', 1, NULL FROM generate_series(1, 8000)
       UNION ALL SELECT 'pending', 0, NULL FROM generate_series(1, 20000)
-      UNION ALL SELECT 'failed', 0, now() + interval '1 hour' FROM generate_series(1, 1000)) s
+      UNION ALL SELECT 'failed', 0, now() + interval '1 hour' FROM generate_series(1, 1000)) s;
+-- A backlog of another type, which a claim of diagnostics.noop must not read.
+INSERT INTO tasks (id, type, status, queued_at, retries, priority, cancel_attempted, dependencies_left)
+SELECT gen_random_uuid(), 'diagnostics.sleep', 'pending', now() - interval '2 days', 0, 0, false, 0
+FROM generate_series(1, 100000)
 """
 
 
@@ -39,22 +43,32 @@ class Rollback(Exception):
     pass
 
 
+def running(cursor) -> dict:
+    """The runs the explained claim started (lock_ends, then complete_ends, record their ends)."""
+    cursor.execute("SELECT id, token FROM tasks WHERE status = 'running' ORDER BY started_at, id")
+    rows = cursor.fetchall()
+    return {"ids": [row[0] for row in rows], "tokens": [row[1] for row in rows]}
+
+
 def main(finished: int) -> None:
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(FILL, {"finished": finished})
             cursor.execute("ANALYZE tasks")
-            cursor.execute("SELECT id FROM tasks WHERE status = 'pending' AND dependencies_left = 0 LIMIT 1")
-            ready_id = cursor.fetchone()[0]
             statements = [
-                ("claim", {"types": ["diagnostics.noop"], "limit": 8}),
-                ("release_dependents", {"ids": [ready_id], "tokens": [ready_id]}),
-                ("retry_failed", {}),
-                ("stale_heartbeats", {"timeout": 60}),
+                ("claim", lambda: {"types": ["diagnostics.noop"], "limit": 8}),
+                ("refresh_heartbeats", lambda: running(cursor)),
+                ("lock_ends", lambda: running(cursor)),
+                ("complete_ends", lambda: running(cursor)),
+                ("retry_failed", lambda: {}),
+                ("stale_heartbeats", lambda: {"timeout": 60}),
             ]
-            print(f"tasks: {finished} finished, 8000 blocked, 20000 ready, 1000 failed waiting for a retry\n")
+            print(
+                f"tasks: {finished} finished, 8000 blocked, 20000 ready of the claimed type and 100000 of"
+                " another, 1000 failed waiting for a retry\n"
+            )
             for name, params in statements:
-                cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + QUERIES[name], params)
+                cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + QUERIES[name], params())
                 print(f"-- {name}")
                 print("\n".join(row[0] for row in cursor.fetchall()), end="\n\n")
             cursor.execute("SELECT version()")

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from tasks import queue, registry
 from tasks.exceptions import DependencyNotFound, InvalidTask, TaskNotCancellable, TaskNotFound
 from tasks.models import Task
-from tasks.payloads import serialize_payload
+from tasks.payloads import is_storable_text, serialize_payload
 
 logger = logging.getLogger(__name__)
 
@@ -145,12 +145,8 @@ def _check_text(name: str, value: object) -> None:
         return
     if not isinstance(value, str):
         raise InvalidTask(f"{name} must be a string, not {type(value).__name__}")
-    if "\x00" in value:
-        raise InvalidTask(f"{name} contains a NUL character, which PostgreSQL cannot store")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise InvalidTask(f"{name} is not valid text (it holds a lone surrogate or undecodable bytes)") from None
+    if not is_storable_text(value):
+        raise InvalidTask(f"{name} is not storable text: {value!r} (not UTF-8, or holds a NUL)")
     if len(value) > TEXT_FIELD_LIMIT:
         raise InvalidTask(f"{name} is longer than {TEXT_FIELD_LIMIT} characters")
 

@@ -3,7 +3,7 @@
 import logging
 import threading
 import uuid
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 from django.db import connection
@@ -17,14 +17,25 @@ CANCEL_CHANNEL = "cancel_task"
 # How long one wait for notifications lasts before the thread looks at its stop event: part
 # of every shutdown, which must fit in the grace.
 POLL = 0.1
+# The listener only reads, so a connection that died without a word (a NAT or firewall
+# dropping an idle flow, a host gone) would never fail: TCP keepalives probe it after 10 s of
+# silence and give up after 3 unanswered probes 5 s apart, so the listener reconnects (and
+# re-checks) within about 25 s. They also keep an idle flow alive through most NATs. libpq
+# ignores them on a Unix socket.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 
-def listen_connection() -> psycopg.Connection:
-    """A dedicated autocommit connection to the database of Django's settings."""
+def listen_params() -> dict[str, Any]:
+    """Connection parameters of the listener: Django's, with the keepalives above."""
     params = connection.get_connection_params()
     for key in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(key, None)
-    return psycopg.connect(autocommit=True, **params)
+    return {**params, **KEEPALIVES}
+
+
+def listen_connection() -> psycopg.Connection[Any]:
+    """A dedicated autocommit connection to the database of Django's settings."""
+    return psycopg.connect(autocommit=True, **listen_params())
 
 
 class Subscriber(Protocol):

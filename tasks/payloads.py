@@ -1,4 +1,4 @@
-"""Payloads as the queue stores them: JSON text that PostgreSQL's jsonb accepts, within the limit."""
+"""Text and payloads as the queue stores them: what PostgreSQL's text and jsonb accept."""
 
 import json
 import re
@@ -28,3 +28,13 @@ def serialize_payload(payload: object) -> str:
     if size > limit:
         raise InvalidPayload(f"payload is {size} bytes, over the limit of {limit} (TASKING_PAYLOAD_LIMIT)")
     return text
+
+
+def is_storable_text(value: str) -> bool:
+    """Whether PostgreSQL can store the text: UTF-8 (no lone surrogates, which is how Python
+    keeps undecodable bytes of a command line) and no NUL."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value

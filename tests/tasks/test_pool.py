@@ -1,6 +1,8 @@
 """The worker pool in this process: threads, notifications, heartbeats and cancellation."""
 
 import logging
+import os
+import socket
 import threading
 import time
 
@@ -351,3 +353,22 @@ def test_a_run_canceled_before_a_worker_takes_it_never_starts(start_pool):
     assert waiting not in run_ids()
     assert status(waiting) == Task.Status.CANCELED
     assert not Heartbeat.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_listener_connection_probes_a_silent_peer():
+    """A listener on a connection dropped silently (NAT idle timeout) must notice: TCP
+    keepalives make the kernel fail the connection, and the listener reconnects."""
+    from tasks.listener import KEEPALIVES, listen_connection, listen_params
+
+    assert listen_params().items() >= KEEPALIVES.items()
+    if not connection.settings_dict["HOST"] or connection.settings_dict["HOST"].startswith("/"):
+        pytest.skip("the test database is on a Unix socket, where TCP keepalives do not apply")
+    with listen_connection() as conn:
+        probe = socket.socket(fileno=os.dup(conn.fileno()))
+        try:
+            assert probe.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVES["keepalives_idle"]
+            assert probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == KEEPALIVES["keepalives_count"]
+        finally:
+            probe.close()

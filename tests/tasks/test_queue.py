@@ -514,13 +514,13 @@ def test_the_loader_rejects_a_duplicate_name():
         ({"payload": {"when": object()}}, "InvalidPayload", "not JSON-serialisable"),
         ({"payload": {"text": "nul\x00byte"}}, "InvalidPayload", "NUL character"),
         ({"payload": "x" * (1024 * 1024)}, "InvalidPayload", "over the limit of 1048576"),
-        ({"org_id": "a\x00b"}, "InvalidTask", "org_id contains a NUL character"),
-        ({"account_id": "a\udcffb"}, "InvalidTask", "account_id is not valid text"),
+        ({"org_id": "a\x00b"}, "InvalidTask", "org_id is not storable text"),
+        ({"account_id": "a\udcffb"}, "InvalidTask", "account_id is not storable text"),
         ({"object_type": 12}, "InvalidTask", "object_type must be a string, not int"),
         ({"request_id": b"req"}, "InvalidTask", "request_id must be a string, not bytes"),
-        ({"request_id": "r\x00"}, "InvalidTask", "request_id contains a NUL character"),
+        ({"request_id": "r\x00"}, "InvalidTask", "request_id is not storable text"),
         ({"object_uuid": "nope"}, "InvalidTask", "object_uuid is not a UUID: 'nope'"),
-        ({"unique_key": "k\udc80"}, "InvalidTask", "unique_key is not valid text"),
+        ({"unique_key": "k\udc80"}, "InvalidTask", "unique_key is not storable text"),
     ],
 )
 def test_bad_enqueue_arguments_get_a_clear_error_and_write_nothing(kwargs, error, message):

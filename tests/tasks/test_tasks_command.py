@@ -129,7 +129,7 @@ def test_list_puts_a_long_error_on_one_short_line(own_type):
     "args, message",
     [
         (["--status", "done"], r"unknown status 'done'; use one of: pending, running, completed, failed, canceled"),
-        (["--limit", "0"], r"--limit must be at least 1"),
+        (["--limit", "0"], r"--limit must be from 1 to 100000: 0"),
     ],
 )
 def test_list_rejects_bad_filters(args, message):
@@ -228,19 +228,34 @@ def test_enqueued_task_can_be_shown_and_canceled_through_the_client():
 # the real command line
 
 
-@pytest.mark.parametrize("task_id", ["not-a-uuid", str(uuid.UUID(int=9))])
-def test_command_line_error_is_one_line_without_traceback(task_id):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([b"tasks", b"show", b"not-a-uuid"], "not a task id: 'not-a-uuid'"),
+        ([b"tasks", b"show", str(uuid.UUID(int=9)).encode()], "task does not exist"),
+        ([b"tasks", b"list", b"--limit", b"99999999999999999999"], "--limit must be from 1 to 100000"),
+        ([b"tasks", b"list", b"--type", b"\xff"], "--type is not valid text: '\\udcff'"),
+        ([b"tasks", b"enqueue", b"diagnostics.noop", b"--org", b"a\xff"], "org_id is not storable text"),
+        ([b"tasks", b"enqueue", b"diagnostics.noop", b"--priority", b"9" * 30], "priority must be an integer"),
+        ([b"runworkers", b"--grace", b"inf"], "--grace must be a finite number of seconds above 0: inf"),
+        ([b"runworkers", b"--grace", b"nan"], "--grace must be a finite number of seconds above 0: nan"),
+        ([b"runworkers", b"--grace", b"0"], "--grace must be a finite number of seconds above 0: 0.0"),
+        ([b"runworkers", b"--types", b"\xff"], "unknown task type: '\\udcff'"),
+    ],
+)
+def test_command_line_error_is_one_line_without_traceback_and_writes_nothing(args, message):
+    before = Task.objects.count()
     result = subprocess.run(
-        [sys.executable, "manage.py", "tasks", "show", task_id],
+        [sys.executable.encode(), b"manage.py", *args],
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": database_url(), "SECRET_KEY": "test"},
         capture_output=True,
-        text=True,
         timeout=60,
     )
+    stderr = result.stderr.decode(errors="replace")
     assert result.returncode != 0
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert result.stderr.startswith("CommandError: ")
-    assert task_id in result.stderr
+    assert result.stdout == b""
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith("CommandError: ") and message in stderr, stderr
+    assert Task.objects.count() == before

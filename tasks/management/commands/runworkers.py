@@ -1,6 +1,8 @@
 """Run the worker pool: workers, heartbeats, the dead-worker rescue, retries and the listener."""
 
+import gc
 import logging
+import math
 import os
 import signal
 import threading
@@ -45,6 +47,8 @@ class Command(BaseCommand):
         conf = tasking()
         workers = conf.worker_count if workers is None else workers
         grace = conf.shutdown_grace if grace is None else grace
+        if not (math.isfinite(grace) and grace > 0):
+            raise CommandError(f"--grace must be a finite number of seconds above 0: {grace}")
         if workers < 1:
             raise CommandError("--workers must be at least 1")
         if workers + POOL_OVERHEAD_CONNECTIONS > conf.pool_limit:
@@ -85,6 +89,9 @@ class Command(BaseCommand):
             conf.heartbeat_interval,
             conf.heartbeat,
         )
+        # What is loaded by now lives as long as the process: keep the collector off it, which
+        # also spares the exit a collection of the whole heap (hundreds of ms, within the grace).
+        gc.freeze()
         pool.start()
         while not stop.wait(1.0):
             pass

@@ -18,8 +18,10 @@ from django.db.models.functions import Now
 from tasks import client, queue, registry
 from tasks.exceptions import TaskError, UnknownTaskType
 from tasks.models import Heartbeat, Task
+from tasks.payloads import is_storable_text
 
 ERROR_WIDTH = 60
+LIST_LIMIT = 100_000
 
 
 def parse_task_id(text: str) -> uuid.UUID:
@@ -27,6 +29,13 @@ def parse_task_id(text: str) -> uuid.UUID:
         return uuid.UUID(text)
     except ValueError:
         raise CommandError(f"not a task id: {text!r} (expected a UUID)") from None
+
+
+def check_text(option: str, value: str | None) -> None:
+    """Refuse an argument that the database cannot store: a command line may carry bytes that
+    are not UTF-8 (Python keeps them as lone surrogates)."""
+    if value is not None and not is_storable_text(value):
+        raise CommandError(f"{option} is not valid text: {value!r} (not UTF-8, or holds a NUL)")
 
 
 def iso(moment: datetime | None) -> str:
@@ -88,8 +97,9 @@ class Command(BaseCommand):
     def handle_list(self, *, status: str | None, type: str | None, limit: int, **options: Any) -> None:
         if status is not None and status not in Task.Status.values:
             raise CommandError(f"unknown status {status!r}; use one of: {', '.join(Task.Status.values)}")
-        if limit < 1:
-            raise CommandError("--limit must be at least 1")
+        if not 1 <= limit <= LIST_LIMIT:
+            raise CommandError(f"--limit must be from 1 to {LIST_LIMIT}: {limit}")
+        check_text("--type", type)
         tasks = Task.objects.order_by("-queued_at", "-id")
         if status is not None:
             tasks = tasks.filter(status=status)

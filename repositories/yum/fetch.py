@@ -101,7 +101,7 @@ class _Target:
     scheme: str
     host: str  # ASCII, without brackets
     port: int
-    netloc: str  # host[:port] as the Host header wants it
+    netloc: str  # host[:port], for the Host header
     path: str  # path and query
     authorization: str | None
 
@@ -133,7 +133,7 @@ class _Target:
             scheme=scheme,
             host=host,
             port=port or (443 if scheme == "https" else 80),
-            netloc=parts.netloc.rpartition("@")[2],
+            netloc=(f"[{host}]" if ":" in host else host) + (f":{port}" if port else ""),
             path=(parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
             authorization=authorization,
         )

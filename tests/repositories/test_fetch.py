@@ -257,13 +257,14 @@ class TestTLS:
 
     @pytest.fixture
     def tls_server(self, yum_server, repository, localhost_certificate):
+        """An HTTPS server with the certificate for localhost; `server_names` lists the SNI it got."""
         certificate, key = localhost_certificate
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(certificate, key)
-        context.server_names = []  # type: ignore[attr-defined]
-        context.sni_callback = lambda sock, name, ctx: context.server_names.append(name)  # type: ignore[attr-defined]
+        server_names: list[str | None] = []
+        context.sni_callback = lambda sock, name, context: server_names.append(name)
         server = yum_server(tls=context)
-        server.context = context
+        server.server_names = server_names
         return server
 
     def test_a_name_is_verified_against_the_certificate_while_its_address_is_dialled(
@@ -274,7 +275,7 @@ class TestTLS:
         download(tls_server.url(REPOMD, host="localhost"), destination)
 
         assert destination.read_bytes() == (repository / REPOMD).read_bytes()
-        assert tls_server.context.server_names == ["localhost"]
+        assert tls_server.server_names == ["localhost"]
 
     def test_a_certificate_for_another_name_is_refused(
         self, tls_server, destination, localhost_certificate, monkeypatch

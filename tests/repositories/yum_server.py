@@ -147,4 +147,8 @@ def stream(size: int, *, announce: bool) -> Behaviour:
 
 def silence() -> Behaviour:
     """Read the request and answer nothing until the server stops."""
-    return lambda handler, stopping: stopping.wait(HANDLER_SOCKET_TIMEOUT) and None
+
+    def answer(handler: SimpleHTTPRequestHandler, stopping: threading.Event) -> None:
+        stopping.wait(HANDLER_SOCKET_TIMEOUT)
+
+    return answer

@@ -4,14 +4,18 @@ Every knob is documented in `.env.example`.
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from repositories.conf import KNOWN_KEYS as REPOSITORIES_KEYS
 from tasks.conf import from_environment as tasking_from_environment
+from tasks.conf import parse_duration, parse_integer
 
 # Generic classes of Django and DRF (ModelAdmin[Task], QuerySet[Task]) subscriptable at run time, as
 # the type checker sees them.
@@ -125,6 +129,31 @@ try:
     TASKING = tasking_from_environment(os.environ)
 except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from None
+
+
+# The repositories app (its yum layer): what the environment sets of the `REPOSITORIES_*`
+# variables, each read by the type of its setting (a float is a duration); repositories/conf.py
+# holds their defaults. REPOSITORIES_ALLOW_PRIVATE_URLS defaults to DEBUG or the embedded demo.
+def _repositories_from_environment() -> dict[str, Any]:
+    parsers: dict[type, Callable[[str], Any]] = {
+        bool: lambda text: env.parse_value(text, bool),
+        float: parse_duration,
+        int: parse_integer,
+        str: str,
+    }
+    values = {}
+    for key, kind in REPOSITORIES_KEYS.items():
+        text = os.environ.get(f"REPOSITORIES_{key}")
+        if text is None:
+            continue
+        try:
+            values[key] = parsers[kind](text)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"REPOSITORIES_{key}: {exc}") from None
+    return values
+
+
+REPOSITORIES = _repositories_from_environment()
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

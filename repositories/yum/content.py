@@ -1,0 +1,94 @@
+"""How much content of each kind a repository holds, as a snapshot records it.
+
+Each count reads one decompressed metadata file: packages from primary.xml and advisories
+from updateinfo.xml with createrepo_c; groups and environments from comps.xml, and module
+streams from modules.yaml, which createrepo_c does not parse, counted cheaply by streaming.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree.ElementTree import ParseError
+
+import createrepo_c as cr
+from defusedxml import DefusedXmlException, EntitiesForbidden
+from defusedxml.ElementTree import iterparse
+
+from repositories.exceptions import MalformedMetadata
+from repositories.yum.packages import iter_packages
+from repositories.yum.parsing import createrepo_errors, entities_refused
+
+# libmodulemd writes each module stream as a YAML document opening with this line.
+_MODULE_STREAM_LINE = b"document: modulemd"
+# Longest piece of a modules.yaml line read at once, so that a file of one huge line stays cheap.
+_LINE_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ContentCounts:
+    """The content of one revision of a repository, by kind."""
+
+    packages: int = 0
+    advisories: int = 0
+    package_groups: int = 0
+    environments: int = 0
+    module_streams: int = 0
+
+
+def count_packages(primary: Path, *, shown_as: str) -> int:
+    """How many packages the decompressed primary.xml lists."""
+    return sum(1 for _ in iter_packages(primary, shown_as=shown_as))
+
+
+def count_advisories(updateinfo: Path, *, shown_as: str) -> int:
+    """How many advisories the decompressed updateinfo.xml lists.
+
+    createrepo_c has no streaming parser for updateinfo: it holds the whole file's advisories.
+    """
+    info = cr.UpdateInfo()
+    with createrepo_errors(updateinfo, shown_as=shown_as):
+        cr.xml_parse_updateinfo(str(updateinfo), info, None)
+    return len(info.updates)
+
+
+def count_comps(comps: Path, *, shown_as: str) -> tuple[int, int]:
+    """How many package groups and environments the decompressed comps.xml defines.
+
+    Parsed by the standard library's expat through defusedxml, which refuses entity
+    declarations; each top-level element is dropped once counted, so memory stays small.
+    """
+    groups = environments = 0
+    depth = 0
+    try:
+        for event, element in iterparse(str(comps), events=("start", "end")):
+            if event == "start":
+                depth += 1
+                continue
+            depth -= 1
+            if depth == 1:
+                if element.tag == "group":
+                    groups += 1
+                elif element.tag == "environment":
+                    environments += 1
+                element.clear()
+    except EntitiesForbidden as exc:
+        raise entities_refused(shown_as, exc.name) from None
+    except DefusedXmlException:
+        raise entities_refused(shown_as) from None
+    except ParseError as exc:
+        raise MalformedMetadata(f"{shown_as} is not well-formed XML ({exc})") from None
+    return groups, environments
+
+
+def count_module_streams(modules: Path) -> int:
+    """How many module streams the decompressed modules.yaml defines (modulemd documents).
+
+    Counted by their opening line rather than parsed: the YAML is only counted here.
+    """
+    streams = 0
+    at_line_start = True
+    with modules.open("rb") as file:
+        while piece := file.readline(_LINE_LIMIT):
+            if at_line_start and piece.rstrip() == _MODULE_STREAM_LINE:
+                streams += 1
+            at_line_start = piece.endswith(b"\n")
+    return streams

@@ -1,0 +1,123 @@
+"""A remote yum repository, read through a working directory that the caller owns."""
+
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from urllib.parse import urljoin
+
+from repositories.conf import repositories
+from repositories.exceptions import HTTPNotFound, MalformedMetadata, NotAYumRepository
+from repositories.yum.checksum import verify_checksum
+from repositories.yum.compression import Compression, decompress, detect_compression
+from repositories.yum.content import (
+    ContentCounts,
+    count_advisories,
+    count_comps,
+    count_module_streams,
+    count_packages,
+)
+from repositories.yum.fetch import StopCheck, download, never, redact
+from repositories.yum.packages import Package, iter_packages
+from repositories.yum.repomd import PRIMARY, REPOMD_PATH, MetadataFile, Repomd, parse_repomd
+
+UPDATEINFO = "updateinfo"
+MODULES = "modules"
+# The same comps.xml, plain or compressed: the first listed is read.
+COMPS_TYPES = ("group", "group_gz", "group_xz", "group_zst")
+
+
+class YumRepository:
+    """A yum repository at `url`, read into `directory`: its repomd.xml, then the metadata files
+    it lists, each checksum-verified and decompressed (once per type, by `metadata`).
+
+    `should_stop` is handed to every download (see `fetch.download`). Every failure is a
+    RepositoryError with a one-line message for the user who gave the URL.
+    """
+
+    def __init__(self, url: str, directory: Path, *, should_stop: StopCheck = never):
+        self.url = url if url.endswith("/") else f"{url}/"
+        self.shown_url = redact(self.url)
+        self.directory = directory
+        self._should_stop = should_stop
+        self._repomd: Repomd | None = None
+        self._opened: dict[str, tuple[Path, str]] = {}
+
+    def repomd(self) -> Repomd:
+        """repomd.xml, fetched at the first call. Its `checksum` tells whether anything changed."""
+        if self._repomd is None:
+            path = self.directory / "repomd.xml"
+            try:
+                download(urljoin(self.url, REPOMD_PATH), path, should_stop=self._should_stop)
+            except HTTPNotFound as exc:
+                raise NotAYumRepository(f"{self.shown_url} is not a yum repository: {exc}") from None
+            self._repomd = parse_repomd(path, repository=self.shown_url)
+        return self._repomd
+
+    def download(self, file: MetadataFile) -> Path:
+        """Download a file that repomd.xml lists and verify its checksum; the file as served."""
+        shown_as = f"{file.location_href} of {self.shown_url}"
+        if not (file.checksum_type and file.checksum):
+            raise MalformedMetadata(f"{REPOMD_PATH} of {self.shown_url} gives no checksum for {file.location_href}")
+        name = PurePosixPath(file.location_href).name
+        if name in ("", ".", "..", "repomd.xml"):
+            raise MalformedMetadata(
+                f"{REPOMD_PATH} of {self.shown_url} locates {file.type} at {file.location_href!r}, which is not a file"
+            )
+        path = self.directory / name
+        download(urljoin(self.url, file.location_href), path, should_stop=self._should_stop)
+        verify_checksum(path, file.checksum_type, file.checksum, shown_as=shown_as)
+        return path
+
+    def metadata(self, type: str) -> Path | None:
+        """The decompressed metadata file of this type, or None when repomd.xml lists none."""
+        opened = self._open(type)
+        return opened[0] if opened is not None else None
+
+    def packages(self) -> Iterator[Package]:
+        """The packages of primary.xml, one at a time (see `packages.iter_packages`)."""
+        primary, shown_as = self._open_primary()
+        return iter_packages(primary, shown_as=shown_as)
+
+    def content_counts(self) -> ContentCounts:
+        """How many packages, advisories, groups, environments and module streams it holds."""
+        primary, shown_as = self._open_primary()
+        packages = count_packages(primary, shown_as=shown_as)
+        advisories = groups = environments = module_streams = 0
+        if (updateinfo := self._open(UPDATEINFO)) is not None:
+            advisories = count_advisories(updateinfo[0], shown_as=updateinfo[1])
+        comps_type = next((type for type in COMPS_TYPES if self.repomd().file(type) is not None), None)
+        if comps_type is not None and (comps := self._open(comps_type)) is not None:
+            groups, environments = count_comps(comps[0], shown_as=comps[1])
+        if (modules := self._open(MODULES)) is not None:
+            module_streams = count_module_streams(modules[0])
+        return ContentCounts(
+            packages=packages,
+            advisories=advisories,
+            package_groups=groups,
+            environments=environments,
+            module_streams=module_streams,
+        )
+
+    def _open_primary(self) -> tuple[Path, str]:
+        opened = self._open(PRIMARY)
+        assert opened is not None  # parse_repomd refuses a repomd.xml without primary
+        return opened
+
+    def _open(self, type: str) -> tuple[Path, str] | None:
+        """The decompressed file of this type and how errors name it, or None if not listed."""
+        if type not in self._opened:
+            file = self.repomd().file(type)
+            if file is None:
+                return None
+            shown_as = f"{file.location_href} of {self.shown_url}"
+            self._opened[type] = (self._decompressed(self.download(file), shown_as), shown_as)
+        return self._opened[type]
+
+    def _decompressed(self, path: Path, shown_as: str) -> Path:
+        compression = detect_compression(path, shown_as=shown_as)
+        if compression is Compression.NONE:
+            return path
+        plain = path.with_name(path.name.removesuffix(f".{compression}"))
+        if plain == path:
+            plain = path.with_name(f"{path.name}.decompressed")
+        decompress(path, plain, compression, limit=repositories().max_decompressed_size, shown_as=shown_as)
+        return plain

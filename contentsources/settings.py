@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "tasks",
     "repositories",
@@ -121,6 +122,20 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Where snapshots keep their metadata files, content-addressed: a directory by default; any
+# Django storage by its settings, e.g. SNAPSHOT_STORAGE_BACKEND=storages.backends.s3.S3Storage
+# with SNAPSHOT_STORAGE_OPTIONS='{"bucket_name": "snapshots", "endpoint_url": "https://..."}'.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "snapshots": {
+        "BACKEND": env.str("SNAPSHOT_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": env.json("SNAPSHOT_STORAGE_OPTIONS", default={"location": str(BASE_DIR / ".snapshots")}),
+    },
+}
+# Where snapshots are served as yum repositories: <prefix><org id>/<snapshot uuid>/.
+CONTENT_URL_PREFIX = env.str("CONTENT_URL_PREFIX", default="content/").strip("/") + "/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The task framework: what the environment sets of the `TASKING_*` variables (names as in

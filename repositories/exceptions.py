@@ -91,3 +91,19 @@ class UnsupportedCompression(RepositoryError):
 
 class DecompressionBomb(RepositoryError):
     """A metadata file decompresses to more than REPOSITORIES_MAX_DECOMPRESSED_SIZE."""
+
+
+class InvalidInput(RepositoryError):
+    """A value given for a configuration cannot be used; `field` names it."""
+
+    def __init__(self, message: str, *, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+class ConfigurationNotFound(RepositoryError):
+    """No live repository configuration has this uuid in the organisation."""
+
+
+class SnapshotsNotEnabled(RepositoryError):
+    """A snapshot was asked of a configuration whose `snapshot` flag is off."""

@@ -2,6 +2,7 @@
 
 import threading
 from enum import StrEnum
+from typing import Any
 
 from tasks import queue
 from tasks.exceptions import TaskInterrupted, TaskLost
@@ -21,7 +22,7 @@ class TaskContext:
     def __init__(self, run: queue.Run):
         self.run = run
         self.task = run.task
-        self.payload = run.task.payload
+        self.payload: Any = run.task.payload  # JSON: whatever the enqueue gave
         self.logger = task_logger(run.task)
         self._stop = threading.Event()
         self.stop_reason: StopReason | None = None

@@ -16,7 +16,7 @@ from typing import BinaryIO, Protocol
 
 import zstandard
 
-from repositories.conf import format_size
+from repositories.conf import format_size, repositories
 from repositories.exceptions import DecompressionBomb, MalformedMetadata, UnsupportedCompression
 
 CHUNK_SIZE = 1024 * 1024
@@ -93,6 +93,19 @@ def decompress(source: Path, destination: Path, compression: Compression, *, lim
         destination.unlink(missing_ok=True)
         raise
     return written
+
+
+def decompressed(path: Path, *, shown_as: str) -> Path:
+    """The file at `path` decompressed beside it (within REPOSITORIES_MAX_DECOMPRESSED_SIZE),
+    or `path` itself when it is not compressed."""
+    compression = detect_compression(path, shown_as=shown_as)
+    if compression is Compression.NONE:
+        return path
+    plain = path.with_name(path.name.removesuffix(f".{compression}"))
+    if plain == path:
+        plain = path.with_name(f"{path.name}.decompressed")
+    decompress(path, plain, compression, limit=repositories().max_decompressed_size, shown_as=shown_as)
+    return plain
 
 
 class _Reader(Protocol):

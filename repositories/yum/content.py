@@ -40,14 +40,19 @@ def count_packages(primary: Path, *, shown_as: str) -> int:
 
 
 def count_advisories(updateinfo: Path, *, shown_as: str) -> int:
-    """How many advisories the decompressed updateinfo.xml lists.
+    """How many advisories the decompressed updateinfo.xml lists."""
+    return len(advisory_ids(updateinfo, shown_as=shown_as))
+
+
+def advisory_ids(updateinfo: Path, *, shown_as: str) -> set[str]:
+    """The ids of the advisories the decompressed updateinfo.xml lists.
 
     createrepo_c has no streaming parser for updateinfo: it holds the whole file's advisories.
     """
     info = cr.UpdateInfo()
     with createrepo_errors(updateinfo, shown_as=shown_as):
         cr.xml_parse_updateinfo(str(updateinfo), info, None)
-    return len(info.updates)
+    return {update.id for update in info.updates}
 
 
 def count_comps(comps: Path, *, shown_as: str) -> tuple[int, int]:

@@ -4,10 +4,9 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from urllib.parse import urljoin
 
-from repositories.conf import repositories
 from repositories.exceptions import HTTPNotFound, MalformedMetadata, NotAYumRepository
 from repositories.yum.checksum import verify_checksum
-from repositories.yum.compression import Compression, decompress, detect_compression
+from repositories.yum.compression import decompressed
 from repositories.yum.content import (
     ContentCounts,
     count_advisories,
@@ -39,12 +38,18 @@ class YumRepository:
         self.directory = directory
         self._should_stop = should_stop
         self._repomd: Repomd | None = None
+        self._downloaded: dict[str, Path] = {}
         self._opened: dict[str, tuple[Path, str]] = {}
+
+    @property
+    def repomd_file(self) -> Path:
+        """repomd.xml as served, once `repomd()` has fetched it."""
+        return self.directory / "repomd.xml"
 
     def repomd(self) -> Repomd:
         """repomd.xml, fetched at the first call. Its `checksum` tells whether anything changed."""
         if self._repomd is None:
-            path = self.directory / "repomd.xml"
+            path = self.repomd_file
             try:
                 download(urljoin(self.url, REPOMD_PATH), path, should_stop=self._should_stop)
             except HTTPNotFound as exc:
@@ -53,7 +58,10 @@ class YumRepository:
         return self._repomd
 
     def download(self, file: MetadataFile) -> Path:
-        """Download a file that repomd.xml lists and verify its checksum; the file as served."""
+        """Download a file that repomd.xml lists and verify its checksum; the file as served.
+        A file is downloaded once, whatever number of calls ask for it."""
+        if file.location_href in self._downloaded:
+            return self._downloaded[file.location_href]
         shown_as = f"{file.location_href} of {self.shown_url}"
         if not (file.checksum_type and file.checksum):
             raise MalformedMetadata(f"{REPOMD_PATH} of {self.shown_url} gives no checksum for {file.location_href}")
@@ -65,6 +73,7 @@ class YumRepository:
         path = self.directory / name
         download(urljoin(self.url, file.location_href), path, should_stop=self._should_stop)
         verify_checksum(path, file.checksum_type, file.checksum, shown_as=shown_as)
+        self._downloaded[file.location_href] = path
         return path
 
     def metadata(self, type: str) -> Path | None:
@@ -109,15 +118,5 @@ class YumRepository:
             if file is None:
                 return None
             shown_as = f"{file.location_href} of {self.shown_url}"
-            self._opened[type] = (self._decompressed(self.download(file), shown_as), shown_as)
+            self._opened[type] = (decompressed(self.download(file), shown_as=shown_as), shown_as)
         return self._opened[type]
-
-    def _decompressed(self, path: Path, shown_as: str) -> Path:
-        compression = detect_compression(path, shown_as=shown_as)
-        if compression is Compression.NONE:
-            return path
-        plain = path.with_name(path.name.removesuffix(f".{compression}"))
-        if plain == path:
-            plain = path.with_name(f"{path.name}.decompressed")
-        decompress(path, plain, compression, limit=repositories().max_decompressed_size, shown_as=shown_as)
-        return plain

@@ -1,0 +1,39 @@
+"""`delete-repository-snapshots`: remove a soft-deleted configuration's snapshots, the stored
+files no remaining snapshot uses, and then the configuration.
+
+Requeueable: a transient failure (the storage away) is retried with the framework's backoff.
+Each step is idempotent, so a run that died part way is finished by the next.
+"""
+
+from django.db import transaction
+
+from repositories.models import RepositoryConfiguration, Snapshot, SnapshotFile
+from repositories.services import DELETE_SNAPSHOTS
+from repositories.storage import release_blobs
+from tasks.context import TaskContext
+from tasks.registry import handler
+
+BATCH = 100
+
+
+@handler(DELETE_SNAPSHOTS, requeueable=True)
+def delete_repository_snapshots(context: TaskContext) -> None:
+    configuration = RepositoryConfiguration.objects.filter(
+        uuid=context.payload["repository_configuration_uuid"]
+    ).first()
+    if configuration is None:
+        context.logger.info("repository configuration already deleted")
+        return
+    if configuration.deleted_at is None:
+        context.logger.warning("repository configuration is not deleted; its snapshots are kept")
+        return
+    while batch := list(
+        Snapshot.objects.filter(repository_configuration=configuration).values_list("uuid", flat=True)[:BATCH]
+    ):
+        context.raise_if_cancelled()
+        with transaction.atomic():
+            blobs = set(SnapshotFile.objects.filter(snapshot__in=batch).values_list("blob_id", flat=True))
+            Snapshot.objects.filter(uuid__in=batch).delete()
+        release_blobs(blobs)
+    RepositoryConfiguration.objects.filter(uuid=configuration.uuid).delete()
+    context.logger.info("repository configuration and its snapshots deleted uuid=%s", configuration.uuid)

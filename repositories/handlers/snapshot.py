@@ -1,0 +1,191 @@
+"""`snapshot`: freeze a configuration's repository metadata, to serve it back as a yum
+repository.
+
+Every file repomd.xml lists (and repomd.xml itself) is downloaded, its declared checksum
+verified, and stored by its sha256 (repositories.storage); then the snapshot, its files and
+its counts are recorded in one transaction. A run that fails or is cancelled deletes the
+files it stored that nothing references, and records nothing. Run again (after a rescue),
+it finds the snapshot it recorded, if it got that far, and does nothing more.
+"""
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from posixpath import normpath
+
+from django.db import transaction
+
+from repositories.exceptions import FetchStopped, MalformedMetadata
+from repositories.models import RepositoryConfiguration, Snapshot, SnapshotFile
+from repositories.services import SNAPSHOT
+from repositories.storage import blob_name, release_blobs, snapshot_storage, store_blob
+from repositories.yum import YumRepository
+from repositories.yum.checksum import file_checksum
+from repositories.yum.compression import decompressed
+from repositories.yum.content import advisory_ids
+from repositories.yum.packages import iter_packages
+from repositories.yum.repomd import PRIMARY
+from tasks.context import TaskContext
+from tasks.registry import handler
+
+REPOMD = "repomd"
+REPOMD_PATH = "repodata/repomd.xml"
+UPDATEINFO = "updateinfo"
+# Content types as the original's API names them (Pulp's).
+PACKAGES, ADVISORIES = "rpm.package", "rpm.advisory"
+GROUPS, ENVIRONMENTS, MODULE_STREAMS = "rpm.packagegroup", "rpm.packageenvironment", "rpm.modulemd"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: str
+    type: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Content:
+    """What a snapshot holds: counts by type, and the keys that added and removed compare."""
+
+    counts: dict[str, int]
+    packages: set[tuple[str, str]]
+    advisories: set[str]
+
+
+@handler(SNAPSHOT, cancellable=True)
+def snapshot(context: TaskContext) -> None:
+    configuration = (
+        RepositoryConfiguration.objects.select_related("repository")
+        .filter(uuid=context.payload["repository_configuration_uuid"])
+        .first()
+    )
+    if configuration is None or configuration.deleted_at is not None:
+        context.logger.info("repository configuration deleted, nothing to snapshot")
+        return
+    if Snapshot.objects.filter(task_id=context.task.id).exists():
+        context.logger.info("snapshot already recorded by an earlier run of this task")
+        return
+    created: list[str] = []  # the blobs this run stored first: its to delete if it fails
+    try:
+        recorded = _take(context, configuration, created)
+    except FetchStopped:
+        release_blobs(created)
+        context.raise_if_cancelled()
+        raise
+    except BaseException:
+        release_blobs(created)
+        raise
+    if recorded is None:  # the configuration was deleted meanwhile
+        release_blobs(created)
+        return
+    context.logger.info(
+        "snapshot taken uuid=%s configuration=%s packages=%d",
+        recorded.uuid,
+        configuration.uuid,
+        recorded.content_counts.get(PACKAGES, 0),
+    )
+
+
+def _take(context: TaskContext, configuration: RepositoryConfiguration, created: list[str]) -> Snapshot | None:
+    with tempfile.TemporaryDirectory(prefix="snapshot-") as scratch:
+        directory = Path(scratch)
+        yum = YumRepository(configuration.repository.url, directory / "new", should_stop=lambda: context.stop_requested)
+        (directory / "new").mkdir()
+        repomd = yum.repomd()
+        files = {REPOMD_PATH: _store(yum.repomd_file, REPOMD_PATH, REPOMD, created)}
+        for record in repomd.files:
+            context.raise_if_cancelled()
+            path = _served_path(record.location_href, yum.shown_url)
+            if path not in files:
+                files[path] = _store(yum.download(record), path, record.type, created)
+        context.raise_if_cancelled()
+        content = _content(yum)
+        previous = _previous_content(configuration, directory / "previous")
+    with transaction.atomic():
+        current = RepositoryConfiguration.objects.select_for_update().filter(uuid=configuration.uuid).first()
+        if current is None or current.deleted_at is not None:
+            return None
+        taken = Snapshot.objects.create(
+            repository_configuration=current,
+            repomd_id=files[REPOMD_PATH].sha256,
+            content_counts=content.counts,
+            added_counts=_difference(content, previous),
+            removed_counts=_difference(previous, content) if previous is not None else {},
+            task_id=context.task.id,
+        )
+        SnapshotFile.objects.bulk_create(
+            SnapshotFile(snapshot=taken, path=file.path, type=file.type, blob_id=file.sha256) for file in files.values()
+        )
+        current.last_snapshot = taken
+        current.last_snapshot_task_id = context.task.id
+        current.save(update_fields=["last_snapshot", "last_snapshot_task", "updated_at"])
+    return taken
+
+
+def _served_path(location_href: str, shown_url: str) -> str:
+    """Where the snapshot serves a file: its location in the repository, which must stay
+    inside it."""
+    path = normpath(location_href)
+    if path.startswith(("..", "/")) or path in (".", REPOMD_PATH):
+        raise MalformedMetadata(f"repodata/repomd.xml of {shown_url} lists a file outside the repository: {path}")
+    return path
+
+
+def _store(path: Path, served_at: str, type: str, created: list[str]) -> StoredFile:
+    sha256 = file_checksum(path, "sha256", shown_as=served_at)
+    if store_blob(path, sha256=sha256, size=path.stat().st_size):
+        created.append(sha256)
+    return StoredFile(path=served_at, type=type, sha256=sha256)
+
+
+def _content(yum: YumRepository) -> Content:
+    counts = yum.content_counts()
+    updateinfo = yum.metadata(UPDATEINFO)
+    return Content(
+        counts={
+            PACKAGES: counts.packages,
+            ADVISORIES: counts.advisories,
+            GROUPS: counts.package_groups,
+            ENVIRONMENTS: counts.environments,
+            MODULE_STREAMS: counts.module_streams,
+        },
+        packages={(package.checksum_type, package.checksum) for package in yum.packages()},
+        advisories=advisory_ids(updateinfo, shown_as=UPDATEINFO) if updateinfo is not None else set(),
+    )
+
+
+def _previous_content(configuration: RepositoryConfiguration, directory: Path) -> Content | None:
+    """The packages and advisories of the configuration's newest snapshot, read back from the
+    snapshot storage; None before its first."""
+    previous = Snapshot.objects.filter(repository_configuration=configuration).order_by("-created_at").first()
+    if previous is None:
+        return None
+    directory.mkdir()
+    stored = {file.type: file for file in previous.files.all() if file.type in (PRIMARY, UPDATEINFO)}
+    packages: set[tuple[str, str]] = set()
+    advisories: set[str] = set()
+    if PRIMARY in stored:
+        primary = decompressed(_copy_out(stored[PRIMARY], directory), shown_as=stored[PRIMARY].path)
+        packages = {(p.checksum_type, p.checksum) for p in iter_packages(primary, shown_as=stored[PRIMARY].path)}
+    if UPDATEINFO in stored:
+        updateinfo = decompressed(_copy_out(stored[UPDATEINFO], directory), shown_as=stored[UPDATEINFO].path)
+        advisories = advisory_ids(updateinfo, shown_as=stored[UPDATEINFO].path)
+    return Content(counts=previous.content_counts, packages=packages, advisories=advisories)
+
+
+def _copy_out(file: SnapshotFile, directory: Path) -> Path:
+    target = directory / PurePosixPath(file.path).name
+    with snapshot_storage().open(blob_name(file.blob_id), "rb") as source, target.open("wb") as out:
+        for chunk in source.chunks():
+            out.write(chunk)
+    return target
+
+
+def _difference(content: Content, other: Content | None) -> dict[str, int]:
+    """What `content` has that `other` has not: by key where keys are known, by count else."""
+    if other is None:
+        return dict(content.counts)
+    difference = {key: max(0, count - other.counts.get(key, 0)) for key, count in content.counts.items()}
+    difference[PACKAGES] = len(content.packages - other.packages)
+    difference[ADVISORIES] = len(content.advisories - other.advisories)
+    return difference

@@ -1,0 +1,74 @@
+"""Reads of the repositories domain, scoped to an organisation where the data is its own."""
+
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q, QuerySet
+
+from repositories.exceptions import ConfigurationNotFound
+from repositories.models import Package, RepositoryConfiguration, Snapshot, SnapshotFile
+
+
+def configuration_list(
+    *,
+    org_id: str | None = None,
+    name: str | None = None,
+    url: str | None = None,
+    status: str | None = None,
+    search: str | None = None,
+) -> QuerySet[RepositoryConfiguration]:
+    """Live configurations, by name, with their repository and last snapshot."""
+    configurations = RepositoryConfiguration.live.select_related("repository", "last_snapshot").order_by("name", "uuid")
+    if org_id is not None:
+        configurations = configurations.filter(org_id=org_id)
+    if name is not None:
+        configurations = configurations.filter(name=name)
+    if url is not None:
+        configurations = configurations.filter(repository__url=url)
+    if status is not None:
+        configurations = configurations.filter(repository__status=status)
+    if search:
+        configurations = configurations.filter(Q(name__icontains=search) | Q(repository__url__icontains=search))
+    return configurations
+
+
+def configuration_get(*, org_id: str | None, uuid: uuid.UUID | str) -> RepositoryConfiguration:
+    """A live configuration of the organisation (of any, with org_id None)."""
+    try:
+        return configuration_list(org_id=org_id).get(uuid=uuid)
+    except (RepositoryConfiguration.DoesNotExist, ValidationError):
+        raise ConfigurationNotFound(f"repository {uuid} not found") from None
+
+
+def configuration_by_name(*, org_id: str, name: str) -> RepositoryConfiguration:
+    try:
+        return configuration_list(org_id=org_id).get(name=name)
+    except RepositoryConfiguration.DoesNotExist:
+        raise ConfigurationNotFound(f"no repository named {name!r} in org {org_id}") from None
+
+
+def snapshot_list(*, configuration: RepositoryConfiguration) -> QuerySet[Snapshot]:
+    """The configuration's snapshots, newest first."""
+    return Snapshot.objects.filter(repository_configuration=configuration).order_by("-created_at", "-uuid")
+
+
+def snapshot_file(*, org_id: str, snapshot_uuid: uuid.UUID, path: str) -> SnapshotFile | None:
+    """A file of a snapshot of the organisation, by the path it is served at."""
+    return (
+        SnapshotFile.objects.select_related("snapshot", "blob", "snapshot__repository_configuration")
+        .filter(snapshot_id=snapshot_uuid, snapshot__repository_configuration__org_id=org_id, path=path)
+        .first()
+    )
+
+
+def snapshot_get(*, org_id: str, snapshot_uuid: uuid.UUID) -> Snapshot | None:
+    return (
+        Snapshot.objects.select_related("repository_configuration__repository")
+        .filter(uuid=snapshot_uuid, repository_configuration__org_id=org_id)
+        .first()
+    )
+
+
+def package_list(*, configuration: RepositoryConfiguration) -> QuerySet[Package]:
+    """The packages of the configuration's repository, by name."""
+    return Package.objects.filter(repositories=configuration.repository_id).order_by("name", "epoch", "version", "id")

@@ -1,0 +1,335 @@
+"""Writes of the repositories domain: keyword-only services that the API, the admin and the
+commands call. Each runs in one transaction, with the tasks it enqueues: a configuration and
+its tasks commit together, or neither does.
+
+At most one introspect and one snapshot of a configuration are pending or running at a time:
+the framework's unique keys hold that in the database (tasks.client.enqueue(unique_key=...)),
+and asking for a second answers with TaskAlreadyQueued, naming the task that holds the key.
+"""
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from repositories.exceptions import ConfigurationNotFound, InvalidInput, SnapshotsNotEnabled
+from repositories.models import Repository, RepositoryConfiguration
+from repositories.validation import (
+    clean_arch,
+    clean_gpg_key,
+    clean_name,
+    clean_org,
+    clean_versions,
+    normalize_url,
+)
+from tasks import client
+from tasks.exceptions import TaskAlreadyQueued, TaskNotFound
+from tasks.models import Task
+
+logger = logging.getLogger(__name__)
+
+INTROSPECT = "introspect"
+SNAPSHOT = "snapshot"
+DELETE_SNAPSHOTS = "delete-repository-snapshots"
+OBJECT_TYPE = "repository"
+
+
+def unique_key(task_type: str, configuration: RepositoryConfiguration) -> str:
+    """The key that allows one pending or running task of a type per configuration."""
+    return f"{task_type}:{configuration.uuid}"
+
+
+def repository_configuration_create(
+    *,
+    org_id: str,
+    name: str,
+    url: str,
+    account_id: str = "",
+    distribution_versions: Iterable[str] = (),
+    distribution_arch: str = "any",
+    gpg_key: str = "",
+    metadata_verification: bool = False,
+    module_hotfixes: bool = False,
+    snapshot: bool = False,
+    request_id: str | None = None,
+) -> RepositoryConfiguration:
+    """Add a repository to an organisation, and queue its introspection, and its first
+    snapshot after it when `snapshot` is set.
+
+    Raises InvalidInput (naming the field) for a bad value, or a name or URL that the
+    organisation already uses.
+    """
+    fields = {
+        "name": clean_name(name),
+        "distribution_versions": clean_versions(distribution_versions),
+        "distribution_arch": clean_arch(distribution_arch),
+        "gpg_key": clean_gpg_key(gpg_key),
+        "metadata_verification": bool(metadata_verification),
+        "module_hotfixes": bool(module_hotfixes),
+        "snapshot": bool(snapshot),
+    }
+    normalized = normalize_url(url)
+    clean_org(org_id)
+    if account_id:
+        clean_org(account_id, field="account_id")
+    with transaction.atomic():
+        repository, _ = Repository.objects.get_or_create(url=normalized)
+        configuration = _save_new(
+            RepositoryConfiguration(org_id=org_id, account_id=account_id, repository=repository, **fields)
+        )
+        _queue_introspect_and_snapshot(configuration, force=True, request_id=request_id)
+    logger.info(
+        "repository configuration created uuid=%s org_id=%s url=%s request_id=%s",
+        configuration.uuid,
+        org_id,
+        normalized,
+        request_id or "-",
+    )
+    return configuration
+
+
+def repository_configuration_update(
+    *,
+    configuration: RepositoryConfiguration,
+    request_id: str | None = None,
+    name: str | None = None,
+    url: str | None = None,
+    distribution_versions: Iterable[str] | None = None,
+    distribution_arch: str | None = None,
+    gpg_key: str | None = None,
+    metadata_verification: bool | None = None,
+    module_hotfixes: bool | None = None,
+    snapshot: bool | None = None,
+) -> RepositoryConfiguration:
+    """Change the given fields of a configuration (None leaves a field as it is).
+
+    A new URL cancels the configuration's pending or running introspect and snapshot and queues
+    new ones; turning `snapshot` on queues a snapshot.
+    """
+    changes: dict[str, object] = {}
+    if name is not None:
+        changes["name"] = clean_name(name)
+    if distribution_versions is not None:
+        changes["distribution_versions"] = clean_versions(distribution_versions)
+    if distribution_arch is not None:
+        changes["distribution_arch"] = clean_arch(distribution_arch)
+    if gpg_key is not None:
+        changes["gpg_key"] = clean_gpg_key(gpg_key)
+    for field, flag in (
+        ("metadata_verification", metadata_verification),
+        ("module_hotfixes", module_hotfixes),
+        ("snapshot", snapshot),
+    ):
+        if flag is not None:
+            changes[field] = bool(flag)
+    normalized = normalize_url(url) if url is not None else None
+    with transaction.atomic():
+        current = _lock_live(configuration.uuid, configuration.org_id)
+        url_changed = normalized is not None and normalized != current.repository.url
+        snapshot_enabled = bool(changes.get("snapshot")) and not current.snapshot
+        for field, value in changes.items():
+            setattr(current, field, value)
+        if url_changed:
+            _cancel_active(current)
+            current.repository, _ = Repository.objects.get_or_create(url=normalized)
+        try:
+            with transaction.atomic():
+                current.save()
+        except IntegrityError as exc:
+            raise _duplicate(exc, current) from None
+        if url_changed:
+            _queue_introspect_and_snapshot(current, force=True, request_id=request_id)
+        elif snapshot_enabled:
+            _queue_snapshot(current, dependencies=[], request_id=request_id, already_queued_is_fine=True)
+            current.save(update_fields=["last_snapshot_task"])
+    return current
+
+
+def repository_configuration_delete(
+    *, configuration: RepositoryConfiguration, request_id: str | None = None
+) -> uuid.UUID:
+    """Soft-delete a configuration, cancel its pending or running introspect and snapshot, and
+    queue the task that removes its snapshots and then the configuration itself."""
+    with transaction.atomic():
+        current = _lock_live(configuration.uuid, configuration.org_id)
+        current.deleted_at = timezone.now()
+        current.save(update_fields=["deleted_at", "updated_at"])
+        _cancel_active(current)
+        try:
+            task_id = _enqueue(DELETE_SNAPSHOTS, current, request_id=request_id)
+        except TaskAlreadyQueued as exc:  # deleted, restored by hand, deleted again
+            assert exc.task_id is not None
+            task_id = exc.task_id
+    logger.info("repository configuration deleted uuid=%s request_id=%s", current.uuid, request_id or "-")
+    return task_id
+
+
+def repository_introspect(
+    *, configuration: RepositoryConfiguration, force: bool = False, request_id: str | None = None
+) -> uuid.UUID:
+    """Queue an introspection of the configuration's repository; TaskAlreadyQueued if one is
+    pending or running."""
+    with transaction.atomic():
+        current = _lock_live(configuration.uuid, configuration.org_id)
+        task_id = _enqueue(INTROSPECT, current, request_id=request_id, force=force)
+        current.last_introspection_task_id = task_id
+        current.save(update_fields=["last_introspection_task", "updated_at"])
+    return task_id
+
+
+def repository_snapshot(*, configuration: RepositoryConfiguration, request_id: str | None = None) -> uuid.UUID:
+    """Queue a snapshot of the configuration; SnapshotsNotEnabled when its flag is off,
+    TaskAlreadyQueued if one is pending or running."""
+    with transaction.atomic():
+        current = _lock_live(configuration.uuid, configuration.org_id)
+        if not current.snapshot:
+            raise SnapshotsNotEnabled(f"snapshots are not enabled for the repository {current.name!r}")
+        task_id = _queue_snapshot(current, dependencies=[], request_id=request_id)
+        current.save(update_fields=["last_snapshot_task", "updated_at"])
+    return task_id
+
+
+@dataclass(frozen=True)
+class Nightly:
+    """What a nightly run queued, and what it found already queued."""
+
+    introspections: int
+    snapshots: int
+    already_queued: int
+
+
+def repositories_nightly(*, batch_size: int = 500, request_id: str | None = None) -> Nightly:
+    """Queue an introspection of every live configuration, and a snapshot after it where the
+    flag is set, in batches of `batch_size` (a transaction each). A configuration that has one
+    pending or running is skipped: two runs at once queue nothing twice."""
+    introspections = snapshots = already = 0
+    after = uuid.UUID(int=0)
+    while True:
+        with transaction.atomic():
+            batch = list(
+                RepositoryConfiguration.live.filter(uuid__gt=after)
+                .select_related("repository")
+                .order_by("uuid")[:batch_size]
+            )
+            if not batch:
+                break
+            for configuration in batch:
+                try:
+                    introspect_id = _enqueue(INTROSPECT, configuration, request_id=request_id)
+                    introspections += 1
+                except TaskAlreadyQueued:
+                    # One is pending or running already: the snapshot below does not wait for it.
+                    introspect_id, already = None, already + 1
+                if configuration.snapshot:
+                    try:  # after the new introspection, when one was queued
+                        _enqueue(
+                            SNAPSHOT,
+                            configuration,
+                            request_id=request_id,
+                            dependencies=[introspect_id] if introspect_id else [],
+                        )
+                        snapshots += 1
+                    except TaskAlreadyQueued:
+                        already += 1
+            after = batch[-1].uuid
+    logger.info("nightly run introspections=%d snapshots=%d already_queued=%d", introspections, snapshots, already)
+    return Nightly(introspections=introspections, snapshots=snapshots, already_queued=already)
+
+
+def _save_new(configuration: RepositoryConfiguration) -> RepositoryConfiguration:
+    try:
+        with transaction.atomic():
+            configuration.save(force_insert=True)
+    except IntegrityError as exc:
+        raise _duplicate(exc, configuration) from None
+    return configuration
+
+
+def _duplicate(exc: IntegrityError, configuration: RepositoryConfiguration) -> InvalidInput:
+    """The unique constraint a save broke, as the field the user can change."""
+    constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+    if constraint == "repository_configurations_name":
+        return InvalidInput(f"a repository named {configuration.name!r} already exists", field="name")
+    if constraint == "repository_configurations_url":
+        return InvalidInput(f"a repository with the URL {configuration.repository.url} already exists", field="url")
+    raise exc
+
+
+def _lock_live(configuration_uuid: uuid.UUID, org_id: str) -> RepositoryConfiguration:
+    """The live configuration, locked for the rest of the transaction."""
+    try:
+        return (
+            RepositoryConfiguration.live.select_for_update(of=("self",))
+            .select_related("repository")
+            .get(uuid=configuration_uuid, org_id=org_id)
+        )
+    except RepositoryConfiguration.DoesNotExist:
+        raise ConfigurationNotFound(f"repository {configuration_uuid} not found") from None
+
+
+def _queue_introspect_and_snapshot(
+    configuration: RepositoryConfiguration, *, force: bool, request_id: str | None
+) -> None:
+    introspect_id = _enqueue(INTROSPECT, configuration, request_id=request_id, force=force)
+    configuration.last_introspection_task_id = introspect_id
+    fields = ["last_introspection_task"]
+    if configuration.snapshot:
+        _queue_snapshot(configuration, dependencies=[introspect_id], request_id=request_id)
+        fields.append("last_snapshot_task")
+    configuration.save(update_fields=fields)
+
+
+def _queue_snapshot(
+    configuration: RepositoryConfiguration,
+    *,
+    dependencies: list[uuid.UUID],
+    request_id: str | None,
+    already_queued_is_fine: bool = False,
+) -> uuid.UUID:
+    try:
+        task_id = _enqueue(SNAPSHOT, configuration, request_id=request_id, dependencies=dependencies)
+    except TaskAlreadyQueued as exc:
+        if not already_queued_is_fine or exc.task_id is None:
+            raise
+        task_id = exc.task_id
+    configuration.last_snapshot_task_id = task_id
+    return task_id
+
+
+def _enqueue(
+    task_type: str,
+    configuration: RepositoryConfiguration,
+    *,
+    request_id: str | None,
+    dependencies: list[uuid.UUID] | None = None,
+    force: bool = False,
+) -> uuid.UUID:
+    payload: dict[str, object] = {"repository_configuration_uuid": str(configuration.uuid)}
+    if task_type == INTROSPECT:
+        payload = {"repository_uuid": str(configuration.repository_id), "force": force}
+    return client.enqueue(
+        task_type,
+        payload,
+        dependencies=dependencies or (),
+        org_id=configuration.org_id,
+        account_id=configuration.account_id or None,
+        object_uuid=configuration.repository_id,
+        object_type=OBJECT_TYPE,
+        request_id=request_id,
+        unique_key=unique_key(task_type, configuration),
+    )
+
+
+def _cancel_active(configuration: RepositoryConfiguration) -> None:
+    """Cancel the configuration's pending or running introspect and snapshot, in the order
+    they were queued (the framework's lock order)."""
+    keys = [unique_key(INTROSPECT, configuration), unique_key(SNAPSHOT, configuration)]
+    active = Task.objects.filter(unique_key__in=keys, status__in=[Task.Status.PENDING, Task.Status.RUNNING])
+    for task_id in active.order_by("seq").values_list("id", flat=True):
+        try:
+            client.cancel(task_id)
+        except TaskNotFound:
+            pass  # cleaned up meanwhile

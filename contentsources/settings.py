@@ -81,11 +81,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    "drf_spectacular",
+    "contentsources",
     "tasks",
     "repositories",
 ]
 
 MIDDLEWARE = [
+    "contentsources.api.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -170,6 +173,29 @@ def _repositories_from_environment() -> dict[str, Any]:
 
 REPOSITORIES = _repositories_from_environment()
 
+# The REST API (contentsources/api): callers are identified by x-rh-identity; JSON only; every
+# error in the original's envelope.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["contentsources.api.identity.IdentityAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "contentsources.api.errors.handle_exception",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "content-sources",
+    "DESCRIPTION": "Repositories, their snapshots, and the tasks that make them.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/content-sources/v1",
+    "PREPROCESSING_HOOKS": ["contentsources.api.schema.drop_alias"],
+    "APPEND_COMPONENTS": {"securitySchemes": {"identity": {"type": "apiKey", "in": "header", "name": "x-rh-identity"}}},
+    "SECURITY": [{"identity": []}],
+}
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
@@ -187,5 +213,6 @@ LOGGING = {
     "loggers": {
         "tasks": {"level": LOG_LEVEL},
         "repositories": {"level": LOG_LEVEL},
+        "contentsources": {"level": LOG_LEVEL},
     },
 }

@@ -1,10 +1,18 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
+from contentsources.api import errors
 from repositories import serving
+
+API = "api/content-sources/"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path(f"{API}v1/", include("contentsources.api.urls")),
+    path(f"{API}v1.0/", include("contentsources.api.urls")),
     path(f"{settings.CONTENT_URL_PREFIX}<str:org_id>/<uuid:snapshot_uuid>/<path:path>", serving.serve, name="content"),
 ]
+
+handler404 = errors.not_found
+handler500 = errors.server_error

@@ -2,11 +2,14 @@
 
 import uuid
 
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import Case, F, OuterRef, Q, QuerySet, Subquery, Value, When
 
 from repositories.exceptions import ConfigurationNotFound
 from repositories.models import Package, RepositoryConfiguration, Snapshot, SnapshotFile
+from repositories.services import OBJECT_TYPE
+from tasks.models import Task, TaskDependency
 
 
 def configuration_list(
@@ -72,3 +75,35 @@ def snapshot_get(*, org_id: str, snapshot_uuid: uuid.UUID) -> Snapshot | None:
 def package_list(*, configuration: RepositoryConfiguration) -> QuerySet[Package]:
     """The packages of the configuration's repository, by name."""
     return Package.objects.filter(repositories=configuration.repository_id).order_by("name", "epoch", "version", "id")
+
+
+def task_list(
+    *,
+    orgs: list[str],
+    statuses: list[str] | None = None,
+    types: list[str] | None = None,
+    configuration: RepositoryConfiguration | None = None,
+) -> QuerySet[Task]:
+    """Tasks of these organisations, newest first, each with the configuration it is about
+    (`object_configuration_uuid`, `object_name`: the first organisation's, for a repository
+    several of them use) and the ids of its dependencies and dependents."""
+    tasks = Task.objects.filter(org_id__in=orgs)
+    if statuses:
+        tasks = tasks.filter(status__in=statuses)
+    if types:
+        tasks = tasks.filter(type__in=types)
+    if configuration is not None:
+        tasks = tasks.filter(object_type=OBJECT_TYPE, object_uuid=configuration.repository_id)
+    preference = Case(*(When(org_id=org, then=Value(rank)) for rank, org in enumerate(orgs)), default=Value(len(orgs)))
+    about = (
+        RepositoryConfiguration.objects.filter(repository_id=OuterRef("object_uuid"), org_id__in=orgs)
+        .annotate(preference=preference)
+        .order_by("preference", F("deleted_at").desc(nulls_first=True), "uuid")
+    )
+    repository_task = Q(object_type=OBJECT_TYPE)
+    return tasks.annotate(
+        object_configuration_uuid=Case(When(repository_task, then=Subquery(about.values("uuid")[:1]))),
+        object_name=Case(When(repository_task, then=Subquery(about.values("name")[:1]))),
+        dependency_ids=ArraySubquery(TaskDependency.objects.filter(task_id=OuterRef("id")).values("dependency_id")),
+        dependent_ids=ArraySubquery(TaskDependency.objects.filter(dependency_id=OuterRef("id")).values("task_id")),
+    ).order_by("-queued_at", "-id")

@@ -1,12 +1,19 @@
-"""Structured logging of tasks: every line about a task carries its id, type and request id."""
+"""Structured logging of tasks: every line about a task carries its id, type and request id,
+and every line logged while a request or a task's handler runs carries the request id."""
 
 import logging
 import re
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tasks.models import Task
+
+
+# The id of the HTTP request being served, or of the request that enqueued the task whose
+# handler runs: set by the project's request middleware and by the worker around a handler.
+current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
 
 def task_fields(task: "Task") -> str:
@@ -37,8 +44,12 @@ def redact(text: str) -> str:
 
 
 class RedactingFormatter(logging.Formatter):
-    """Formats as usual, then hides URL passwords: payloads and error texts reach the logs."""
+    """Formats as usual, adds the current request id to a line that has none, then hides URL
+    passwords: payloads and error texts reach the logs."""
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
+        request_id = current_request_id.get()
+        if request_id is not None and "request_id=" not in text:
+            text = f"{text} request_id={request_id}"
         return redact(text) if "://" in text else text

@@ -28,7 +28,7 @@ from tasks.conf import TaskingSettings
 from tasks.context import StopReason, TaskContext
 from tasks.exceptions import TaskBusy
 from tasks.listener import Listener
-from tasks.log import task_fields
+from tasks.log import current_request_id, task_fields
 from tasks.models import Task
 from tasks.queue import Ending, Outcome
 
@@ -328,12 +328,15 @@ class WorkerPool:
         task = context.task
         handler = self._handlers[task.type]
         logger.info("task started %s retries=%d", task_fields(task), task.retries)
+        request_id = current_request_id.set(task.request_id)
         try:
             handler.function(context)
         except BaseException as exc:  # a handler must never take its worker down
             error = exc
         else:
             return Outcome(context.run, Ending.COMPLETED)
+        finally:
+            current_request_id.reset(request_id)
         reason = context.stop_reason
         if reason is StopReason.SHUTDOWN:
             return Outcome(context.run, Ending.REQUEUE)

@@ -1,0 +1,82 @@
+"""Every 4xx and 5xx of the API answers `{"errors": [{"status", "title", "detail"}]}`, as the
+original's do: DRF's errors, the domain's and the framework's, in one place."""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from repositories.exceptions import ConfigurationNotFound, InvalidInput, RepositoryError, SnapshotsNotEnabled
+from tasks.exceptions import TaskAlreadyQueued, TaskError, TaskNotCancellable, TaskNotFound
+
+logger = logging.getLogger(__name__)
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "conflict"
+
+
+def errors(status_code: int, *details: str) -> dict[str, list[dict[str, Any]]]:
+    title = HTTPStatus(status_code).phrase
+    return {"errors": [{"status": status_code, "title": title, "detail": detail} for detail in details]}
+
+
+def handle_exception(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF's EXCEPTION_HANDLER: the domain's errors as HTTP errors, every error enveloped."""
+    exc = _as_api_exception(exc)
+    response = exception_handler(exc, context)
+    if response is None:  # not an error DRF knows: a bug
+        logger.exception("unexpected error answering %s", context["request"].path, exc_info=exc)
+        return Response(errors(500, "an unexpected error occurred; it has been logged"), status=500)
+    response.data = errors(response.status_code, *_details(response.data))
+    return response
+
+
+def _as_api_exception(exc: Exception) -> Exception:
+    if isinstance(exc, InvalidInput):
+        return exceptions.ValidationError({exc.field: [str(exc)]})
+    if isinstance(exc, ConfigurationNotFound | TaskNotFound):
+        return exceptions.NotFound(str(exc))
+    if isinstance(exc, SnapshotsNotEnabled | TaskNotCancellable):
+        return exceptions.ValidationError(str(exc))
+    if isinstance(exc, TaskAlreadyQueued):
+        return Conflict(f"task {exc.task_id} is already pending or running")
+    if isinstance(exc, TaskError | RepositoryError):
+        return exceptions.ValidationError(str(exc))
+    if isinstance(exc, Http404):
+        return exceptions.NotFound(str(exc) or "not found")
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied(str(exc))
+    return exc
+
+
+def _details(data: Any, field: str | None = None) -> list[str]:
+    """DRF's error data (a detail, a list, or errors by field) as one line each."""
+    if isinstance(data, dict):
+        if set(data) == {"detail"}:
+            return _details(data["detail"], field)
+        return [line for key, value in data.items() for line in _details(value, _field(field, key))]
+    if isinstance(data, list):
+        return [line for value in data for line in _details(value, field)]
+    text = str(data)
+    return [f"{field}: {text}" if field and field != "non_field_errors" else text]
+
+
+def _field(parent: str | None, key: object) -> str:
+    return f"{parent}.{key}" if parent else str(key)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """handler404 of the URLconf: no route at all."""
+    return JsonResponse(errors(404, f"no such endpoint: {request.path}"), status=404)
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    """handler500 of the URLconf: an error outside DRF's views (a middleware's)."""
+    return JsonResponse(errors(500, "an unexpected error occurred; it has been logged"), status=500)

@@ -1,0 +1,140 @@
+"""`tasks/`: the caller's tasks (and the Red Hat and Community ones, which every organisation
+sees), one task, and its cancellation."""
+
+import uuid
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from contentsources.api.errors import Conflict
+from contentsources.api.identity import COMMUNITY_ORG, RED_HAT_ORG, Caller, caller_of
+from contentsources.api.pagination import Envelope
+from repositories import selectors
+from repositories.exceptions import ConfigurationNotFound
+from repositories.models import RepositoryConfiguration
+from tasks import client
+from tasks.models import Task
+
+
+def visible_orgs(caller: Caller) -> list[str]:
+    """The organisations whose tasks a caller sees: its own first, then Red Hat's and Community's."""
+    return [caller.org_id, RED_HAT_ORG, COMMUNITY_ORG]
+
+
+class TaskSerializer(serializers.Serializer[Task]):
+    """A task as the original's API shows it (`created_at` is when it was queued)."""
+
+    uuid = serializers.UUIDField(source="id")
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField(source="queued_at")
+    ended_at = serializers.DateTimeField(source="finished_at", allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    org_id = serializers.CharField(allow_null=True)
+    type = serializers.CharField()
+    object_type = serializers.CharField(allow_null=True)
+    object_uuid = serializers.UUIDField(source="object_configuration_uuid", allow_null=True)
+    object_name = serializers.CharField(allow_null=True)
+    dependencies = serializers.ListField(child=serializers.UUIDField(), source="dependency_ids")
+    dependents = serializers.ListField(child=serializers.UUIDField(), source="dependent_ids")
+
+
+def task_response(caller: Caller, task_id: uuid.UUID, *, status_code: int = status.HTTP_200_OK) -> Response:
+    task = selectors.task_list(orgs=visible_orgs(caller)).get(pk=task_id)
+    return Response(TaskSerializer(task).data, status=status_code)
+
+
+TASK_FILTERS = [
+    OpenApiParameter("status", OpenApiTypes.STR, description="statuses, comma-separated"),
+    OpenApiParameter("type", OpenApiTypes.STR, description="a task type"),
+    OpenApiParameter("repository_uuid", OpenApiTypes.UUID, description="tasks of this repository"),
+]
+
+
+class TaskViewSet(viewsets.ViewSet):
+    lookup_field = "uuid"
+    lookup_value_regex = "[^/]+"
+    pagination_class = Envelope
+
+    @extend_schema(operation_id="listTasks", parameters=TASK_FILTERS, responses=TaskSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        caller = caller_of(request)
+        statuses = _statuses(request.query_params.get("status"))
+        types = [request.query_params["type"]] if request.query_params.get("type") else None
+        repository = request.query_params.get("repository_uuid")
+        configuration = _configuration(caller, repository) if repository else None
+        tasks = selectors.task_list(
+            orgs=visible_orgs(caller), statuses=statuses, types=types, configuration=configuration
+        )
+        if repository and configuration is None:  # another organisation's, or none: none of its tasks
+            tasks = tasks.none()
+        paginator = Envelope()
+        page: Any = paginator.paginate_queryset(tasks, request, self)
+        return paginator.get_paginated_response(TaskSerializer(page, many=True).data)
+
+    @extend_schema(operation_id="getTask", responses=TaskSerializer)
+    def retrieve(self, request: Request, uuid: str) -> Response:
+        caller = caller_of(request)
+        return task_response(caller, _visible_task(caller, uuid).id)
+
+    @extend_schema(
+        operation_id="cancelTask",
+        request=None,
+        responses={
+            204: OpenApiResponse(description="canceled"),
+            400: OpenApiResponse(description="not cancellable"),
+            404: OpenApiResponse(description="no such task"),
+            409: OpenApiResponse(description="already finished"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, uuid: str) -> Response:
+        caller = caller_of(request)
+        task = _visible_task(caller, uuid)
+        if task.org_id in (RED_HAT_ORG, COMMUNITY_ORG):
+            raise ValidationError("Red Hat and Community tasks cannot be canceled")
+        if task.status in (Task.Status.COMPLETED, Task.Status.CANCELED) or (
+            task.status == Task.Status.FAILED and task.next_retry_time is None
+        ):
+            raise Conflict(f"task {task.id} is already {task.status}")
+        previous = client.cancel(task.id)
+        if previous in (Task.Status.COMPLETED, Task.Status.CANCELED):  # it ended meanwhile
+            raise Conflict(f"task {task.id} is already {previous}")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _visible_task(caller: Caller, task_id: str) -> Task:
+    try:
+        return Task.objects.only("id", "org_id", "status", "next_retry_time", "type").get(
+            pk=task_id, org_id__in=visible_orgs(caller)
+        )
+    except (Task.DoesNotExist, DjangoValidationError):
+        raise NotFound(f"task {task_id} not found") from None
+
+
+def _statuses(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    statuses = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [value for value in statuses if value not in Task.Status.values]
+    if unknown:
+        known = ", ".join(Task.Status.values)
+        raise ValidationError({"status": [f"unknown status {unknown[0][:40]!r}; use some of {known}"]})
+    return statuses
+
+
+def _configuration(caller: Caller, text: str) -> RepositoryConfiguration | None:
+    try:
+        configuration_uuid = uuid.UUID(text)
+    except ValueError:
+        raise ValidationError({"repository_uuid": [f"not a UUID: {text[:40]!r}"]}) from None
+    try:
+        return selectors.configuration_get(org_id=caller.org_id, uuid=configuration_uuid)
+    except ConfigurationNotFound:
+        return None

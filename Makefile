@@ -5,10 +5,12 @@
 # embedded server either (the type checker's Django plugin imports them).
 LINT_ENV = DATABASE_URL=postgres://lint@localhost/lint SECRET_KEY=lint
 
+# The whole product: the API and the admin under gunicorn on 127.0.0.1:8000, and the worker pool.
 run:
 	scripts/bootstrap requirements.txt
 	.venv/bin/python manage.py migrate --no-input
-	.venv/bin/python manage.py runworkers
+	.venv/bin/python manage.py collectstatic --no-input --verbosity 0
+	.venv/bin/python manage.py serve
 
 test:
 	scripts/bootstrap requirements-dev.txt

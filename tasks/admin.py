@@ -8,20 +8,22 @@ on indexes, a type filter from the registry instead of a DISTINCT over the table
 """
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import ShowFacets
 from django.contrib.admin.views.main import PAGE_VAR
 from django.core.paginator import Paginator
-from django.db.models import Model, QuerySet
+from django.db.models import Model, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from tasks import client, registry
+from tasks import client, queue, registry
 from tasks.exceptions import TaskError
 from tasks.models import Heartbeat, Task
 
@@ -94,6 +96,20 @@ class ReadOnlyAdmin[M: Model](admin.ModelAdmin[M]):
         return False
 
 
+class OrgFilter(admin.SimpleListFilter):
+    """The organisations that have tasks, found one index descent each (queue.orgs)."""
+
+    title = "org"
+    parameter_name = "org"
+    shown = 200
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(org, org) for org in queue.orgs(self.shown)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(org_id=self.value()) if self.value() else queryset
+
+
 class TypeFilter(admin.SimpleListFilter):
     """The registered types: listing the types in the table would scan all of it."""
 
@@ -109,8 +125,20 @@ class TypeFilter(admin.SimpleListFilter):
 
 @admin.register(Task)
 class TaskAdmin(ReadOnlyAdmin[Task]):
-    list_display = ["id", "type", "status", "priority", "retries", "queued_at", "started_at", "finished_at", "org_id"]
-    list_filter = ["status", TypeFilter]
+    list_display = [
+        "id",
+        "type",
+        "status",
+        "org_id",
+        "object",
+        "priority",
+        "retries",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "heartbeat_age",
+    ]
+    list_filter = ["status", TypeFilter, OrgFilter]
     search_fields = ["id__exact", "org_id__exact", "request_id__exact", "object_uuid__exact"]
     search_help_text = "An exact task id, org id, request id or object uuid."
     ordering = ["-queued_at"]
@@ -123,7 +151,20 @@ class TaskAdmin(ReadOnlyAdmin[Task]):
     ]
     # Every field, should the change permission ever be granted.
     readonly_fields = [name for _, options in fieldsets for name in options["fields"] if isinstance(name, str)]
-    actions = ["cancel_tasks"]
+    actions = ["cancel_tasks", "requeue_failed_tasks"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
+        last_beat = Heartbeat.objects.filter(task_id=OuterRef("pk")).order_by("-heartbeat").values("heartbeat")[:1]
+        return super().get_queryset(request).annotate(last_heartbeat=Subquery(last_beat))
+
+    @admin.display(description="object")
+    def object(self, task: Task) -> str:
+        return f"{task.object_type} {task.object_uuid}" if task.object_uuid else "-"
+
+    @admin.display(description="heartbeat age")
+    def heartbeat_age(self, task: Task) -> str:
+        last: datetime | None = getattr(task, "last_heartbeat", None)
+        return "-" if last is None else f"{(timezone.now() - last).total_seconds():.0f}s"
 
     @admin.display(description="dependencies")
     def dependency_links(self, task: Task) -> str:
@@ -136,6 +177,18 @@ class TaskAdmin(ReadOnlyAdmin[Task]):
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         # Cancelling writes, so it takes the change permission that the admin itself never uses.
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description="Requeue selected failed tasks", permissions=["cancel"])
+    def requeue_failed_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        """Through the queue, as a retry would, but at once and counting no retry."""
+        selected = list(queryset.values_list("id", "status"))
+        requeued = set(queue.requeue_failed([task_id for task_id, status in selected if status == Task.Status.FAILED]))
+        for task_id, status in selected:
+            if task_id not in requeued:
+                reason = "it is not failed" if status != Task.Status.FAILED else "it changed meanwhile"
+                self.message_user(request, f"Task {task_id} was not requeued: {reason} ({status}).", messages.WARNING)
+        if requeued:
+            self.message_user(request, f"Requeued {len(requeued)} failed task(s).", messages.SUCCESS)
 
     @admin.action(description="Cancel selected tasks", permissions=["cancel"])
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:

@@ -343,7 +343,8 @@ class WorkerPool:
         if reason is not None:
             logger.info("task stopped %s reason=%s", task_fields(task), reason)
             return Outcome(context.run, Ending.STOPPED)
-        logger.warning("task handler raised %s", task_fields(task), exc_info=error)
+        if not isinstance(error, handler.failures):
+            logger.error("task handler raised an unexpected error %s", task_fields(task), exc_info=error)
         return Outcome(context.run, Ending.FAILED, _error_text(error), handler.requeueable)
 
     def _unregister(self, run: queue.Run) -> None:
@@ -445,7 +446,8 @@ def _log_end(outcome: Outcome, owned: dict[uuid.UUID, datetime | None], *, given
         logger.info("task requeued for shutdown %s", fields)
     else:
         retry_at = owned[task_id]
-        logger.warning("task failed %s retry_at=%s", fields, retry_at.isoformat() if retry_at else "never")
+        retry = retry_at.isoformat() if retry_at else "never"
+        logger.warning("task failed %s retry_at=%s error=%s", fields, retry, outcome.error)
 
 
 def _error_text(error: BaseException) -> str:

@@ -401,6 +401,19 @@ def retry_failed() -> list[uuid.UUID]:
         return [row["id"] for row in _execute(cursor, "retry_failed")]
 
 
+def requeue_failed(task_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Put failed tasks back to pending now, counting no retry; return those requeued (a task
+    that is not failed, or that another transaction holds, is left as it is)."""
+    with transaction.atomic(), _cursor() as cursor:
+        return [row["id"] for row in _execute(cursor, "requeue_failed", {"ids": list(task_ids)})]
+
+
+def orgs(limit: int) -> list[str]:
+    """Up to `limit` organisations that have tasks, in order."""
+    with _cursor() as cursor:
+        return [row["org_id"] for row in _execute(cursor, "orgs", {"limit": limit})]
+
+
 def update_payload(run: Run, payload_json: str) -> bool:
     """Save a run's payload; False if the run no longer owns its task."""
     params = {"id": run.task.id, "token": run.token, "payload": payload_json}

@@ -1,5 +1,6 @@
 """Task types and their handlers: a handler is a plain function registered for a type name."""
 
+import builtins
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,13 +21,20 @@ class Handler:
     cancellable: bool = False
     # A failure is retried automatically, with backoff, up to the retry cap.
     requeueable: bool = False
+    # Exceptions that are this type's ordinary failures (a bad URL, a server away): logged in
+    # one line; any other exception is a bug, logged at ERROR with its traceback.
+    failures: tuple[builtins.type[BaseException], ...] = ()
 
 
 _handlers: dict[str, Handler] = {}
 
 
 def handler(
-    type: str, *, cancellable: bool = False, requeueable: bool = False
+    type: str,
+    *,
+    cancellable: bool = False,
+    requeueable: bool = False,
+    failures: tuple[builtins.type[BaseException], ...] = (),
 ) -> Callable[[HandlerFunction], HandlerFunction]:
     """Register the decorated function as the handler of `type`.
 
@@ -38,7 +46,7 @@ def handler(
         existing = _handlers.get(type)
         if existing is not None and existing.function is not function:
             raise ValueError(f"task type {type!r} already has a handler: {existing.function.__qualname__}")
-        _handlers[type] = Handler(type, function, cancellable=cancellable, requeueable=requeueable)
+        _handlers[type] = Handler(type, function, cancellable=cancellable, requeueable=requeueable, failures=failures)
         return function
 
     return register

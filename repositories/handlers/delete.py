@@ -7,6 +7,7 @@ Each step is idempotent, so a run that died part way is finished by the next.
 
 from django.db import transaction
 
+from repositories.exceptions import RepositoryError
 from repositories.models import RepositoryConfiguration, Snapshot, SnapshotFile
 from repositories.services import DELETE_SNAPSHOTS
 from repositories.storage import release_blobs
@@ -16,7 +17,7 @@ from tasks.registry import handler
 BATCH = 100
 
 
-@handler(DELETE_SNAPSHOTS, requeueable=True)
+@handler(DELETE_SNAPSHOTS, requeueable=True, failures=(RepositoryError,))
 def delete_repository_snapshots(context: TaskContext) -> None:
     configuration = RepositoryConfiguration.objects.filter(
         uuid=context.payload["repository_configuration_uuid"]

@@ -39,7 +39,7 @@ CHECK_EVERY = 1000
 UNREACHABLE = (HostNotFound, HostUnreachable, TLSError, FetchTimeout, TruncatedDownload)
 
 
-@handler(INTROSPECT, cancellable=True)
+@handler(INTROSPECT, cancellable=True, failures=(RepositoryError,))
 def introspect(context: TaskContext) -> None:
     repository = Repository.objects.filter(uuid=context.payload["repository_uuid"]).first()
     if repository is None:

@@ -15,7 +15,7 @@ from posixpath import normpath
 
 from django.db import transaction
 
-from repositories.exceptions import FetchStopped, MalformedMetadata
+from repositories.exceptions import FetchStopped, MalformedMetadata, RepositoryError
 from repositories.models import RepositoryConfiguration, Snapshot, SnapshotFile
 from repositories.services import SNAPSHOT
 from repositories.storage import blob_name, release_blobs, snapshot_storage, store_blob
@@ -52,7 +52,7 @@ class Content:
     advisories: set[str]
 
 
-@handler(SNAPSHOT, cancellable=True)
+@handler(SNAPSHOT, cancellable=True, failures=(RepositoryError,))
 def snapshot(context: TaskContext) -> None:
     configuration = (
         RepositoryConfiguration.objects.select_related("repository")

@@ -314,3 +314,33 @@ SELECT id, pg_notify('tasks', '') FROM retried;
 UPDATE tasks SET payload = %(payload)s::jsonb
 WHERE id = %(id)s::uuid AND token = %(token)s::uuid AND status = 'running'
 RETURNING id;
+
+-- name: requeue_failed
+-- Put failed tasks back to pending at once, by hand (the admin, a maintenance job), counting
+-- no retry; a task someone else holds is skipped. Returns those requeued.
+WITH target AS MATERIALIZED (
+    SELECT id FROM tasks
+    WHERE id = ANY(%(ids)s::uuid[]) AND status = 'failed'
+    ORDER BY seq
+    FOR NO KEY UPDATE SKIP LOCKED
+), requeued AS (
+    UPDATE tasks t
+    SET status = 'pending', started_at = NULL, finished_at = NULL, token = NULL, error = NULL,
+        next_retry_time = NULL
+    FROM target
+    WHERE t.id = target.id
+    RETURNING t.id
+)
+SELECT id, pg_notify('tasks', '') FROM requeued;
+
+-- name: orgs
+-- The organisations that have tasks, in order, read as a loose index scan: one index descent
+-- per organisation, however many tasks each has.
+WITH RECURSIVE orgs (org_id) AS (
+    (SELECT org_id FROM tasks WHERE org_id IS NOT NULL ORDER BY org_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.org_id FROM tasks t WHERE t.org_id > orgs.org_id ORDER BY t.org_id LIMIT 1)
+    FROM orgs
+    WHERE orgs.org_id IS NOT NULL
+)
+SELECT org_id FROM orgs WHERE org_id IS NOT NULL LIMIT %(limit)s::int;

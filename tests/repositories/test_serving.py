@@ -1,9 +1,13 @@
 """Snapshots served as yum repositories: taken by the real handlers from a repository served on
 127.0.0.1, then read through Django's test client and over real HTTP from the app served on
-127.0.0.1 and by createrepo_c."""
+127.0.0.1, by createrepo_c and by dnf."""
 
 import hashlib
 import http.client
+import os
+import re
+import shutil
+import subprocess
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -18,12 +22,14 @@ from django.utils.http import http_date
 from repositories import services
 from repositories.models import RepositoryConfiguration, Snapshot
 from tasks.models import Task
-from tests.helpers import wait_until
+from tests.helpers import ROOT, wait_until
 from tests.repositories.conftest import BASH, PACKAGES, TMUX
 from tests.repositories.live_app import LiveApp
 
 ORG = "acme"
 REPOMD = "repodata/repomd.xml"
+# How long installing dnf waits for another apt or dpkg to release its lock, in seconds.
+APT_LOCK_WAIT = 300
 ENDED = [Task.Status.COMPLETED, Task.Status.FAILED, Task.Status.CANCELED]
 
 
@@ -396,3 +402,91 @@ def test_createrepo_c_reads_the_served_repository_as_the_upstream_one(repository
 
     assert served_packages == load_packages(repository)
     assert {name for name, *_ in served_packages} == {package.name for package in PACKAGES}
+
+
+@pytest.fixture(scope="session")
+def dnf() -> str:
+    """The dnf command, installed with apt-get when it is missing and this user may; else the
+    test is skipped, saying why."""
+    found = shutil.which("dnf")
+    if found:
+        return found
+    if shutil.which("apt-get") is None:
+        pytest.skip("dnf is not installed, and there is no apt-get to install it with")
+    if os.geteuid() != 0:
+        pytest.skip("dnf is not installed, and installing it (apt-get install -y dnf) needs root")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # Wait a while for another apt or dpkg that holds the lock, rather than fail at once.
+    apt = ["apt-get", "-o", f"DPkg::Lock::Timeout={APT_LOCK_WAIT}"]
+    install = [*apt, "install", "-y", "--no-install-recommends", "dnf"]
+    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=APT_LOCK_WAIT + 600)
+    if done.returncode != 0:  # the package lists may be missing or stale
+        subprocess.run([*apt, "update"], env=env, capture_output=True, text=True, timeout=APT_LOCK_WAIT + 300)
+        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=APT_LOCK_WAIT + 600)
+    found = shutil.which("dnf")
+    if done.returncode != 0 or found is None:
+        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"dnf is not installed, and apt-get install -y dnf failed: {why}")
+    return found
+
+
+def run_dnf(dnf: str, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run dnf in a throw-away configuration under `directory`: its own dnf.conf, install root,
+    repository folder, cache and logs; no system repository is read, nothing is installed."""
+    for name in ("root", "repos.d", "cache", "log"):
+        (directory / name).mkdir(parents=True, exist_ok=True)
+    config = directory / "dnf.conf"
+    config.write_text("[main]\ngpgcheck=0\nrepo_gpgcheck=0\nskip_if_unavailable=0\n")
+    command = [
+        dnf,
+        f"--config={config}",
+        f"--installroot={directory / 'root'}",
+        f"--setopt=reposdir={directory / 'repos.d'}",
+        f"--setopt=cachedir={directory / 'cache'}",
+        f"--setopt=logdir={directory / 'log'}",
+        "--setopt=module_platform_id=platform:el9",
+        "--releasever=9",
+        "--nogpgcheck",
+        "--quiet",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+NEVRA = "--queryformat=%{name}-%{epoch}:%{version}-%{release}.%{arch}"
+
+
+def documented_repo_file() -> tuple[str, str]:
+    """The `.repo` file of docs/repositories.md, and the id of the repository it defines."""
+    [text] = re.findall(r"```ini\n(.*?)```", (ROOT / "docs" / "repositories.md").read_text(), re.DOTALL)
+    [repo_id] = re.findall(r"^\[([^]]+)\]$", text, re.MULTILINE)
+    return text, repo_id
+
+
+@pytest.mark.timeout(2 * APT_LOCK_WAIT + 1200)  # installing dnf may take minutes
+def test_dnf_lists_the_packages_of_a_snapshot(dnf, repository, served, live_app, tmp_path):
+    _, snapshot = served
+    url = live_app.url(content_path(snapshot))
+    expected = sorted(package.nevra for package in PACKAGES)
+
+    by_path = run_dnf(
+        dnf, tmp_path / "by-path", f"--repofrompath=snapshot,{url}", "--disablerepo=*", "--enablerepo=snapshot",
+        "repoquery", NEVRA,
+    )  # fmt: skip
+
+    assert by_path.returncode == 0, by_path.stderr
+    assert sorted(by_path.stdout.split()) == expected
+    [cached] = (tmp_path / "by-path" / "cache").glob("snapshot-*/repodata")
+    for file in cached.iterdir():  # what dnf downloaded is the upstream's, byte for byte
+        assert file.read_bytes() == (repository / "repodata" / file.name).read_bytes(), file.name
+
+    # The .repo file that docs/repositories.md shows, with this snapshot's URL.
+    text, repo_id = documented_repo_file()
+    repo_file = re.sub(r"^baseurl=.*$", f"baseurl={url}", text, flags=re.MULTILINE)
+    (tmp_path / "by-file" / "repos.d").mkdir(parents=True)
+    (tmp_path / "by-file" / "repos.d" / f"{repo_id}.repo").write_text(repo_file)
+
+    by_file = run_dnf(dnf, tmp_path / "by-file", "--disablerepo=*", f"--enablerepo={repo_id}", "repoquery", NEVRA)
+
+    assert by_file.returncode == 0, by_file.stderr
+    assert sorted(by_file.stdout.split()) == expected

@@ -25,6 +25,7 @@ from tasks.models import Task
 from tests.helpers import ROOT, wait_until
 from tests.repositories.conftest import BASH, PACKAGES, TMUX
 from tests.repositories.live_app import LiveApp
+from tests.repositories.yum_builder import list_metadata
 
 ORG = "acme"
 REPOMD = "repodata/repomd.xml"
@@ -244,6 +245,20 @@ def test_one_byte_range_is_answered_206_with_its_content_range(repository, serve
         # A HEAD describes the whole file.
         head = transport.request("HEAD", path, headers={"Range": "bytes=0-9"})
         assert (head.status, head.body, head.headers["content-length"]) == (200, b"", str(size)), transport.name
+
+
+def test_an_empty_file_is_served_and_no_range_of_it_is_satisfiable(repository, yum_server, take_snapshot, transports):
+    list_metadata(repository, "notes", b"", "notes.txt")  # listed, with its true (empty) checksum
+    snapshot = take_snapshot(yum_server().url())
+    path = content_path(snapshot, "repodata/notes.txt")
+
+    for transport in transports:
+        answer = transport.request("GET", path)
+        assert (answer.status, answer.body, answer.headers["content-length"]) == (200, b"", "0"), transport.name
+        assert answer.headers["content-type"] == "application/octet-stream"
+        for asked in ("bytes=0-", "bytes=0-0", "bytes=-1"):
+            answer = transport.request("GET", path, headers={"Range": asked})
+            assert (answer.status, answer.headers["content-range"]) == (416, "bytes */0"), (transport.name, asked)
 
 
 def test_a_client_that_has_the_file_is_answered_304(repository, served, transports):

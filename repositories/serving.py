@@ -91,7 +91,8 @@ def serve(request: HttpRequest, org_id: str, snapshot_uuid: uuid.UUID, path: str
         return HttpResponse(status=status, headers=headers)  # the storage is not even opened
     stored = snapshot_storage().open(blob_name(file.blob.sha256), "rb")
     body: File[bytes] | _Slice = stored if byte_range is None else _Slice(stored, start, end - start + 1)
-    response = FileResponse(body, status=status, filename=PurePosixPath(clean).name)
+    response = FileResponse(body, status=status)
+    del response["Content-Disposition"]  # named after the blob: of no use, and not HEAD's
     for name, value in headers.items():
         response[name] = value
     return response

@@ -187,8 +187,9 @@ def test_repomd_and_every_file_it_lists_are_served_byte_for_byte_with_their_head
 
             head = transport.request("HEAD", content_path(snapshot, path))
             assert (head.status, head.body) == (200, b""), (transport.name, path)
-            for name in ("content-length", "content-type", "etag", "last-modified", "accept-ranges"):
-                assert head.headers[name] == headers[name], (transport.name, path, name)
+            assert {name: value for name, value in head.headers.items() if name != "date"} == {
+                name: value for name, value in headers.items() if name != "date"
+            }, (transport.name, path)
 
 
 def test_one_byte_range_is_answered_206_with_its_content_range(repository, served, transports):

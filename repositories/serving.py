@@ -8,10 +8,9 @@ upstream repository: the metadata is frozen, the packages are fetched on demand.
 
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import PurePosixPath
 from posixpath import normpath
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from django.core.files import File
 from django.http import (
@@ -21,16 +20,15 @@ from django.http import (
     HttpResponse,
     HttpResponseNotModified,
     HttpResponseRedirect,
-    StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
 from django.utils.http import http_date, parse_http_date_safe
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from repositories import selectors
 from repositories.storage import blob_name, snapshot_storage
 
-CHUNK = 64 * 1024
 CONTENT_TYPES = {
     ".xml": "application/xml",
     ".gz": "application/gzip",
@@ -41,28 +39,34 @@ CONTENT_TYPES = {
     ".sqlite": "application/vnd.sqlite3",
     ".yaml": "application/yaml",
 }
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-# A range that starts past the end of the file: answered 416.
+REPODATA = "repodata"
+# One range, in bytes (the unit is case-insensitive); several ranges are answered whole.
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)
+# A range that the file cannot satisfy: answered 416.
 UNSATISFIABLE = (-1, -1)
 
 
+# The view changes nothing and answers only GET and HEAD: a POST gets its 405, not the CSRF
+# middleware's 403.
+@csrf_exempt
 @require_safe
 def serve(request: HttpRequest, org_id: str, snapshot_uuid: uuid.UUID, path: str) -> HttpResponseBase:
     clean = normpath(path)
-    if path == "" or clean.startswith(("..", "/")) or clean != path.rstrip("/"):
+    # Only a file's own path: no `..`, no `.` or empty segment, no trailing slash, no directory.
+    if clean != path or clean.startswith(("..", "/")) or clean in (".", REPODATA):
         raise Http404("no such file")
     file = selectors.snapshot_file(org_id=org_id, snapshot_uuid=snapshot_uuid, path=clean)
     if file is None:
         snapshot = selectors.snapshot_get(org_id=org_id, snapshot_uuid=snapshot_uuid)
         if snapshot is None or snapshot.repository_configuration.deleted_at is not None:
             raise Http404("no such snapshot")
-        if clean.startswith("repodata/"):
+        if clean.startswith(f"{REPODATA}/"):
             raise Http404("no such file")
-        return HttpResponseRedirect(urljoin(snapshot.repository_configuration.repository.url, clean))
+        return HttpResponseRedirect(_upstream(snapshot.repository_configuration.repository.url, clean))
     if file.snapshot.repository_configuration.deleted_at is not None:
         raise Http404("no such snapshot")
     etag = f'"{file.blob.sha256}"'
-    modified = file.snapshot.created_at.timestamp()
+    modified = int(file.snapshot.created_at.timestamp())
     headers = {
         "ETag": etag,
         "Last-Modified": http_date(modified),
@@ -72,69 +76,98 @@ def serve(request: HttpRequest, org_id: str, snapshot_uuid: uuid.UUID, path: str
     if _not_modified(request, etag, modified):
         return HttpResponseNotModified(headers=headers)
     size = file.blob.size
-    byte_range = _requested_range(request, size, etag)
+    # Range is defined for GET only (RFC 9110 14.2): a HEAD describes the whole file.
+    byte_range = _requested_range(request, size, etag, modified) if request.method == "GET" else None
     if byte_range == UNSATISFIABLE:
         return HttpResponse(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
-    content_type = CONTENT_TYPES.get(PurePosixPath(clean).suffix, "application/octet-stream")
+    start, end = byte_range if byte_range is not None else (0, size - 1)
+    headers["Content-Type"] = CONTENT_TYPES.get(PurePosixPath(clean).suffix, "application/octet-stream")
+    headers["Content-Length"] = str(end - start + 1)
+    status = 200
+    if byte_range is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    if request.method == "HEAD":
+        return HttpResponse(status=status, headers=headers)  # the storage is not even opened
     stored = snapshot_storage().open(blob_name(file.blob.sha256), "rb")
-    response: HttpResponseBase
-    if byte_range is None:
-        response = FileResponse(stored, content_type=content_type, filename=PurePosixPath(clean).name)
-        response["Content-Length"] = str(size)
-    else:
-        start, end = byte_range
-        response = StreamingHttpResponse(_read(stored, start, end), status=206, content_type=content_type)
-        response["Content-Length"] = str(end - start + 1)
-        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    body: File[bytes] | _Slice = stored if byte_range is None else _Slice(stored, start, end - start + 1)
+    response = FileResponse(body, status=status)
+    del response["Content-Disposition"]  # named after the blob: of no use, and not HEAD's
     for name, value in headers.items():
         response[name] = value
     return response
 
 
-def _not_modified(request: HttpRequest, etag: str, modified: float) -> bool:
+def _upstream(repository_url: str, path: str) -> str:
+    """The upstream URL of a path of the repository. The path is quoted, so that a `?`, a `#`
+    or a `scheme:` in it stays part of the path; the repository's credentials are left out,
+    never handed to whoever asks."""
+    parts = urlsplit(urljoin(repository_url, quote(path)))
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def _not_modified(request: HttpRequest, etag: str, modified: int) -> bool:
+    """RFC 9110 13.2.2: If-None-Match (weak comparison) decides when present, else
+    If-Modified-Since."""
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match is not None:
-        return if_none_match.strip() == "*" or etag in [tag.strip() for tag in if_none_match.split(",")]
+        tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+        return "*" in tags or etag in tags
     since = parse_http_date_safe(request.headers.get("If-Modified-Since", ""))
-    return since is not None and int(modified) <= since
+    return since is not None and modified <= since
 
 
-def _requested_range(request: HttpRequest, size: int, etag: str) -> tuple[int, int] | None:
-    """The single byte range asked for, UNSATISFIABLE, or None for the whole file (no Range,
-    several ranges, or an If-Range that no longer matches)."""
+def _requested_range(request: HttpRequest, size: int, etag: str, modified: int) -> tuple[int, int] | None:
+    """The single byte range asked for, UNSATISFIABLE, or None for the whole file: no Range,
+    an invalid one or several (a server may ignore those), or an If-Range that does not match."""
     header = request.headers.get("Range")
-    if header is None:
-        return None
-    if_range = request.headers.get("If-Range")
-    if if_range is not None and if_range.strip() != etag:
+    if header is None or not _if_range_matches(request.headers.get("If-Range"), etag, modified):
         return None
     match = _RANGE.match(header.strip())
     if match is None:
-        return None  # several ranges, or another unit: the whole file is a valid answer
+        return None
     first, last = match.groups()
     if not first and not last:
         return None
     if not first:  # the last N bytes
         length = int(last)
-        if length == 0:
+        if length == 0 or size == 0:
             return UNSATISFIABLE
         return max(0, size - length), size - 1
     start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or start > end:
+    if last and int(last) < start:
+        return None  # an invalid range: ignored
+    if start >= size:
         return UNSATISFIABLE
-    return start, end
+    return start, min(int(last), size - 1) if last else size - 1
 
 
-def _read(stored: File[bytes], start: int, end: int) -> Iterator[bytes]:
-    try:
-        stored.seek(start)
-        left = end - start + 1
-        while left > 0:
-            chunk = stored.read(min(CHUNK, left))
-            if not chunk:
-                return
-            left -= len(chunk)
-            yield chunk
-    finally:
-        stored.close()
+def _if_range_matches(if_range: str | None, etag: str, modified: int) -> bool:
+    """If-Range (RFC 9110 13.1.5): an entity tag, compared strongly, or the exact
+    Last-Modified date."""
+    if if_range is None:
+        return True
+    value = if_range.strip()
+    if value.startswith(('"', "W/")):
+        return value == etag
+    return parse_http_date_safe(value) == modified
+
+
+class _Slice:
+    """`length` bytes of an open file from `start`: what a 206 answer streams. Closing it
+    closes the file, which the response does whether or not its body was sent."""
+
+    def __init__(self, file: File[bytes], start: int, length: int):
+        file.seek(start)
+        self._file = file
+        self._left = length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size < 0 else min(size, self._left)
+        chunk = self._file.read(size) if size > 0 else b""
+        self._left -= len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self._file.close()

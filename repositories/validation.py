@@ -42,9 +42,11 @@ def normalize_url(url: object) -> str:
 
 
 def clean_org(org_id: object, *, field: str = "org_id") -> str:
-    """An organisation or account id: short printable text."""
-    if not isinstance(org_id, str) or not org_id or len(org_id) > NAME_LIMIT or not _printable(org_id):
-        raise InvalidInput(f"{field} must be 1 to {NAME_LIMIT} printable characters: {org_id!r}", field=field)
+    """An organisation or account id: short printable text without `/` (it is a segment of the
+    URLs that snapshots are served at)."""
+    if not isinstance(org_id, str) or not org_id or len(org_id) > NAME_LIMIT or not _printable(org_id) or "/" in org_id:
+        message = f"{field} must be 1 to {NAME_LIMIT} printable characters other than /: {org_id!r}"
+        raise InvalidInput(message, field=field)
     return org_id
 
 

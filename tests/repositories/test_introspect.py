@@ -268,6 +268,25 @@ def redirect_loop(root: Path, server: YumServer) -> Expected:
     return Expected(url, "RedirectLoop", re.escape(message), Repository.Status.INVALID)
 
 
+def overlong_package_name(root: Path, server: YumServer) -> Expected:
+    name = "a" * 300
+    primary = record_path(repository_at(root, "long-name", [BASH, Pkg(name)]), "primary").relative_to(
+        root / "long-name"
+    )
+    url = server.url("long-name/")
+    message = f"{primary.as_posix()} of {url} lists a package (number 2) whose name is longer than 255 characters"
+    return Expected(url, "MalformedMetadata", re.escape(message), Repository.Status.INVALID)
+
+
+def epoch_out_of_range(root: Path, server: YumServer) -> Expected:
+    primary = record_path(repository_at(root, "epoch", [Pkg("odd", epoch=2**40)]), "primary").relative_to(
+        root / "epoch"
+    )
+    url = server.url("epoch/")
+    message = f"{primary.as_posix()} of {url} gives the package odd the epoch {2**40}, which is out of range"
+    return Expected(url, "MalformedMetadata", re.escape(message), Repository.Status.INVALID)
+
+
 BAD_INPUT: list[Callable[[Path, YumServer], Expected]] = [
     unreachable_host,
     dns_failure,
@@ -284,6 +303,8 @@ BAD_INPUT: list[Callable[[Path, YumServer], Expected]] = [
     entity_bomb,
     unsupported_compression,
     redirect_loop,
+    overlong_package_name,
+    epoch_out_of_range,
 ]
 
 
@@ -317,6 +338,16 @@ def test_each_bad_input_fails_its_task_with_one_line_on_the_task_and_the_reposit
     build_repository(repo_root / "good", PACKAGES)
     wait_for_status(introspection_of(good))
     assert Repository.objects.get(pk=good.repository_id).package_count == 3
+
+
+def test_a_revision_longer_than_its_column_is_kept_cut_to_it(pool, upstream, repository):
+    build_repository(repository, PACKAGES, revision="r" * 300)
+    configuration = add(upstream.url())
+
+    wait_for_status(introspection_of(configuration))
+
+    introspected = Repository.objects.get(pk=configuration.repository_id)
+    assert (introspected.status, introspected.revision) == (Repository.Status.VALID, "r" * 255)
 
 
 def test_failures_are_counted_until_the_next_success_which_keeps_the_packages_meanwhile(pool, upstream):

@@ -18,6 +18,8 @@ import pytest
 from repositories import services
 from repositories.models import Blob, RepositoryConfiguration, Snapshot
 from repositories.storage import blob_name
+from tasks import queue, registry
+from tasks.context import TaskContext
 from tasks.models import Heartbeat, Task
 from tests.helpers import wait_until
 from tests.repositories.yum_server import Behaviour, YumServer
@@ -94,6 +96,23 @@ def snapshot_task_of(configuration: RepositoryConfiguration) -> uuid.UUID:
     configuration.refresh_from_db()
     assert configuration.last_snapshot_task_id is not None
     return configuration.last_snapshot_task_id
+
+
+def claim(task_id: uuid.UUID) -> queue.Run:
+    """Claim this task as a pool would (it must be the only ready task of its type)."""
+    [run] = queue.claim([task(task_id).type], 1)
+    assert run.task.id == task_id
+    return run
+
+
+def run_handler(run: queue.Run) -> BaseException | None:
+    """Run the real handler of a claimed task in this thread, as a worker would, with no pool
+    around it: no notification or heartbeat reaches its context. Returns what it raised."""
+    try:
+        registry.get(run.task.type).function(TaskContext(run))
+    except BaseException as exc:  # handed to the test, as the pool would record it
+        return exc
+    return None
 
 
 # --- what is stored -------------------------------------------------------------------------

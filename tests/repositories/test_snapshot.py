@@ -1,0 +1,189 @@
+"""The `snapshot` task: every metadata file of a real repository stored once by its sha256
+in the snapshot storage, the snapshot recorded with its counts, and nothing left behind by a
+snapshot that fails or is cancelled."""
+
+import time
+
+from repositories import services
+from repositories.models import Blob, RepositoryConfiguration, Snapshot
+from tasks import client, queue
+from tasks.models import Task
+from tests.repositories.conftest import BASH, TMUX, ZSH
+from tests.repositories.domain import (
+    Gate,
+    add,
+    assert_no_orphans,
+    blob_rows,
+    claim,
+    listed_paths,
+    run_handler,
+    served_files,
+    snapshot_task_of,
+    stored_file,
+    stored_names,
+    wait_for_run_end,
+    wait_for_status,
+)
+from tests.repositories.factories import RepositoryConfigurationFactory
+from tests.repositories.yum_builder import Advisory, Group, ModuleStream, Pkg, build_repository
+from tests.repositories.yum_server import content, drip
+
+FIRST_COUNTS = {
+    "rpm.package": 3,
+    "rpm.advisory": 2,
+    "rpm.packagegroup": 2,
+    "rpm.packageenvironment": 1,
+    "rpm.modulemd": 1,
+}
+
+
+def files_of(snapshot: Snapshot) -> dict[str, str]:
+    return {file.path: file.blob_id for file in snapshot.files.all()}
+
+
+def only_snapshot(configuration: RepositoryConfiguration) -> Snapshot:
+    [snapshot] = Snapshot.objects.filter(repository_configuration=configuration)
+    return snapshot
+
+
+def test_a_snapshot_stores_every_listed_file_by_its_sha256_and_records_its_counts(
+    pool, upstream, repository, snapshot_storage
+):
+    configuration = add(upstream.url(), snapshot=True)
+
+    task_id = snapshot_task_of(configuration)
+    wait_for_status(task_id)
+
+    snapshot = only_snapshot(configuration)
+    expected = served_files(repository)
+    assert len(expected) == 8  # repomd.xml, primary, filelists, other, updateinfo, comps twice, modules
+    assert files_of(snapshot) == expected
+    for path, sha256 in expected.items():
+        assert stored_file(snapshot_storage, sha256) == (repository / path).read_bytes(), path
+    assert {file.path: file.type for file in snapshot.files.all()}["repodata/repomd.xml"] == "repomd"
+    assert snapshot.repomd_id == expected["repodata/repomd.xml"]
+    assert dict(Blob.objects.values_list("sha256", "size")) == {
+        sha256: (repository / path).stat().st_size for path, sha256 in expected.items()
+    }
+    assert snapshot.content_counts == FIRST_COUNTS
+    assert (snapshot.added_counts, snapshot.removed_counts) == (FIRST_COUNTS, {})
+    assert snapshot.task_id == task_id
+    configuration.refresh_from_db()
+    assert configuration.last_snapshot_id == snapshot.uuid
+    assert_no_orphans(snapshot_storage)
+
+
+def test_a_second_snapshot_counts_what_the_upstream_gained_and_lost(pool, upstream, repository, snapshot_storage):
+    configuration = add(upstream.url(), snapshot=True)
+    wait_for_status(snapshot_task_of(configuration))
+    bash_update = Pkg("bash", "5.2.26", "4.el9", summary="The GNU Bourne Again shell")
+    fish = Pkg("fish", "3.7.0", "1.el9")
+    build_repository(
+        repository,
+        [bash_update, ZSH, fish],
+        advisories=[Advisory("RHSA-2024:0001", packages=(BASH,)), Advisory("RHSA-2024:0003", packages=(fish,))],
+        groups=[Group("core", packages=("bash",)), Group("shells", packages=("bash", "zsh", "fish"))],
+        environments=[],
+        modules=[ModuleStream("tmux", "3", packages=(TMUX,)), ModuleStream("fish", "3", packages=(fish,))],
+        revision="2",
+    )
+
+    second_task = services.repository_snapshot(configuration=configuration)
+    wait_for_status(second_task)
+
+    second = Snapshot.objects.get(task_id=second_task)
+    assert second.content_counts == {
+        "rpm.package": 3,
+        "rpm.advisory": 2,
+        "rpm.packagegroup": 2,
+        "rpm.packageenvironment": 0,
+        "rpm.modulemd": 2,
+    }
+    # Packages and advisories by their keys; the rest by their counts.
+    assert second.added_counts == {
+        "rpm.package": 2,
+        "rpm.advisory": 1,
+        "rpm.packagegroup": 0,
+        "rpm.packageenvironment": 0,
+        "rpm.modulemd": 1,
+    }
+    assert second.removed_counts == {
+        "rpm.package": 2,
+        "rpm.advisory": 1,
+        "rpm.packagegroup": 0,
+        "rpm.packageenvironment": 1,
+        "rpm.modulemd": 0,
+    }
+    assert files_of(second) == served_files(repository)
+    assert Snapshot.objects.filter(repository_configuration=configuration).count() == 2
+    configuration.refresh_from_db()
+    assert configuration.last_snapshot_id == second.uuid
+    assert_no_orphans(snapshot_storage)
+
+
+def test_two_configurations_of_one_upstream_share_its_stored_files(pool, upstream, repository, snapshot_storage):
+    one = add(upstream.url(), snapshot=True, org_id="acme")
+    two = add(upstream.url(), snapshot=True, org_id="globex")
+
+    wait_for_status(snapshot_task_of(one))
+    wait_for_status(snapshot_task_of(two))
+
+    assert files_of(only_snapshot(one)) == files_of(only_snapshot(two)) == served_files(repository)
+    assert blob_rows() == stored_names(snapshot_storage) == set(served_files(repository).values())
+
+
+def test_a_failed_snapshot_leaves_no_snapshot_and_no_stored_file(pool, upstream, repository, snapshot_storage):
+    configuration = add(upstream.url(), snapshot=True)
+    wait_for_status(snapshot_task_of(configuration))
+    kept = set(served_files(repository).values())
+    build_repository(repository, [BASH, ZSH], revision="2")
+    modules = listed_paths(repository)[-1]
+    upstream.on(f"/{modules}", content(b"not what repomd.xml says"))
+
+    failed = wait_for_status(services.repository_snapshot(configuration=configuration), Task.Status.FAILED)
+
+    assert failed.error.startswith(f"ChecksumMismatch: sha256 checksum mismatch for {modules} of {upstream.url()}: ")
+    assert "\n" not in failed.error
+    assert Snapshot.objects.count() == 1
+    # The new revision's repomd.xml and its files before the bad one were stored, then removed.
+    assert blob_rows() == stored_names(snapshot_storage) == kept
+    assert_no_orphans(snapshot_storage)
+
+
+def test_a_cancel_mid_download_stops_within_a_second_and_stores_nothing(pool, upstream, repository, snapshot_storage):
+    other = listed_paths(repository)[2]
+    gate = Gate(drip((repository / other).read_bytes(), 0.2))
+    upstream.on(f"/{other}", gate)
+    configuration = add(upstream.url(), snapshot=True)
+    task_id = snapshot_task_of(configuration)
+    gate.wait_arrived()  # repomd.xml, primary and filelists are stored by now
+    assert len(blob_rows()) == 3
+
+    cancelled = time.monotonic()
+    gate.opened.set()
+    client.cancel(task_id)
+    wait_for_run_end(task_id, timeout=5)
+
+    assert time.monotonic() - cancelled < 1.5
+    assert Task.objects.get(pk=task_id).status == Task.Status.CANCELED
+    assert not Snapshot.objects.exists()
+    assert blob_rows() == stored_names(snapshot_storage) == set()
+
+
+def test_a_run_after_the_snapshot_was_recorded_records_nothing_more(
+    transactional_db, snapshot_storage, upstream, repository
+):
+    configuration = RepositoryConfigurationFactory(repository__url=upstream.url(), snapshot=True)
+    task_id = services.repository_snapshot(configuration=configuration)
+    first = claim(task_id)
+    assert run_handler(first) is None
+    # The worker died before it recorded the end: a rescue puts the task back, and it runs again.
+    assert queue.requeue(task_id, first.token, count_retry=True) == Task.Status.PENDING
+    again = claim(task_id)
+    requests = len(upstream.requests)
+
+    assert run_handler(again) is None
+
+    assert files_of(only_snapshot(configuration)) == served_files(repository)
+    assert len(upstream.requests) == requests  # nothing fetched again
+    assert_no_orphans(snapshot_storage)

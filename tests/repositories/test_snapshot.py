@@ -7,6 +7,7 @@ import time
 from repositories import services
 from repositories.models import Blob, RepositoryConfiguration, Snapshot
 from tasks import client, queue
+from tasks.exceptions import TaskInterrupted
 from tasks.models import Task
 from tests.repositories.conftest import BASH, TMUX, ZSH
 from tests.repositories.domain import (
@@ -26,7 +27,7 @@ from tests.repositories.domain import (
 )
 from tests.repositories.factories import RepositoryConfigurationFactory
 from tests.repositories.yum_builder import Advisory, Group, ModuleStream, Pkg, build_repository
-from tests.repositories.yum_server import content, drip
+from tests.repositories.yum_server import content, drip, status
 
 FIRST_COUNTS = {
     "rpm.package": 3,
@@ -186,4 +187,59 @@ def test_a_run_after_the_snapshot_was_recorded_records_nothing_more(
 
     assert files_of(only_snapshot(configuration)) == served_files(repository)
     assert len(upstream.requests) == requests  # nothing fetched again
+    assert_no_orphans(snapshot_storage)
+
+
+def test_a_run_that_no_longer_owns_its_task_records_no_snapshot(
+    transactional_db, snapshot_storage, upstream, repository
+):
+    """A cancel, or a rescue, that the run has not heard of yet (its notification or its next
+    heartbeat is on the way) while it finishes the snapshot: the snapshot is not its to record."""
+    canceled = RepositoryConfigurationFactory(repository__url=upstream.url(), snapshot=True)
+    task_id = services.repository_snapshot(configuration=canceled)
+    run = claim(task_id)
+    client.cancel(task_id)
+
+    raised = run_handler(run)
+
+    assert isinstance(raised, TaskInterrupted), raised
+    assert not Snapshot.objects.exists()
+    assert blob_rows() == stored_names(snapshot_storage) == set()
+
+    rescued = RepositoryConfigurationFactory(repository__url=upstream.url(), snapshot=True, org_id="globex")
+    task_id = services.repository_snapshot(configuration=rescued)
+    lost = claim(task_id)
+    queue.requeue(task_id, lost.token, count_retry=True)
+    owner = claim(task_id)
+
+    assert isinstance(run_handler(lost), TaskInterrupted)
+    assert not Snapshot.objects.exists()
+    assert run_handler(owner) is None
+    assert only_snapshot(rescued).task_id == task_id
+    assert_no_orphans(snapshot_storage)
+
+
+def test_a_failing_snapshot_leaves_the_files_that_another_one_is_about_to_record(
+    pool, yum_server, repository, snapshot_storage
+):
+    """Two upstreams serve the same files: the second snapshot finds the files the first
+    stored; the first then fails and removes what it stored, which nothing references yet."""
+    first, second = yum_server(), yum_server()
+    paths = listed_paths(repository)
+    failing = Gate(status(500))
+    first.on(f"/{paths[1]}", failing)
+    last = Gate()
+    second.on(f"/{paths[-1]}", last)
+    one = add(first.url(), name="first", snapshot=True)
+    failing.wait_arrived()  # the first stored repomd.xml and primary
+    two = add(second.url(), name="second", snapshot=True)
+    last.wait_arrived()  # the second found those two stored, and stored the rest but the last
+
+    failing.opened.set()
+    wait_for_status(snapshot_task_of(one), Task.Status.FAILED)
+    last.opened.set()
+    done = wait_for_status(snapshot_task_of(two), Task.Status.COMPLETED, Task.Status.FAILED)
+
+    assert done.status == Task.Status.COMPLETED, done.error
+    assert files_of(only_snapshot(two)) == served_files(repository)
     assert_no_orphans(snapshot_storage)

@@ -8,12 +8,13 @@ those of the yum layer, which these build on).
 import hashlib
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import createrepo_c as cr
 import pytest
+from django.core.files.storage import FileSystemStorage
 
 from repositories import services
 from repositories.models import Blob, RepositoryConfiguration, Snapshot
@@ -28,19 +29,31 @@ HANDLER_TYPES = [services.INTROSPECT, services.SNAPSHOT, services.DELETE_SNAPSHO
 ORG = "acme"
 
 
+class FlakyStorage(FileSystemStorage):
+    """A directory whose deletes fail while `away` is set: a storage service gone for a while."""
+
+    away = threading.Event()
+
+    def delete(self, name: str) -> None:
+        if self.away.is_set():
+            raise OSError(f"the snapshot storage is away; could not delete {name}")
+        super().delete(name)
+
+
 # --- fixtures ---------------------------------------------------------------------------
 
 
 @pytest.fixture
-def snapshot_storage(settings, tmp_path) -> Path:
-    """The `snapshots` storage in a directory of this test's own; returns the directory."""
+def snapshot_storage(settings, tmp_path) -> Iterator[Path]:
+    """The `snapshots` storage in a directory of this test's own (a FlakyStorage, there all
+    the time unless the test says otherwise); yields the directory."""
     location = tmp_path / "snapshot-storage"
     location.mkdir()
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "snapshots": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": location}},
-    }
-    return location
+    backend = f"{FlakyStorage.__module__}.{FlakyStorage.__qualname__}"
+    settings.STORAGES = {**settings.STORAGES, "snapshots": {"BACKEND": backend, "OPTIONS": {"location": location}}}
+    FlakyStorage.away.clear()
+    yield location
+    FlakyStorage.away.clear()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pathlib import Path
 import createrepo_c as cr
 import pytest
 from django.core.files.storage import FileSystemStorage
+from django.db import connection
 
 from repositories import services
 from repositories.models import Blob, RepositoryConfiguration, Snapshot
@@ -215,8 +216,6 @@ def fail_once(then: Behaviour) -> Behaviour:
 def run_in_thread(function: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
     """Start `function` in a thread that closes its database connection at the end; the list
     receives what it returned or raised."""
-    from django.db import connection
-
     outcome: list[object] = []
 
     def target() -> None:
@@ -230,3 +229,11 @@ def run_in_thread(function: Callable[[], object]) -> tuple[threading.Thread, lis
     thread = threading.Thread(target=target, name="test-caller")
     thread.start()
     return thread, outcome
+
+
+def waiting_for_a_lock(backend_pid: int) -> bool:
+    """Whether the database session `backend_pid` waits for a lock (another's transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [backend_pid])
+        row = cursor.fetchone()
+    return row is not None and row[0] == "Lock"

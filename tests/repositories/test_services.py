@@ -81,7 +81,13 @@ def test_one_repository_by_its_normalised_url_serves_every_organisation():
     ("fields", "field", "message"),
     [
         ({"name": "  "}, "name", "name is required"),
-        ({"name": "bell\x07"}, "name", "name must be at most 255 printable characters"),
+        ({"name": "bell\x07"}, "name", r"^name is not printable text: 'bell\\x07'$"),
+        ({"name": "n" * 256}, "name", "^name is longer than 255 characters$"),
+        (
+            {"url": "https://mirror.example.com/\x00"},
+            "url",
+            r"^url is not printable text: 'https://mirror.example.com/\\x00'$",
+        ),
         ({"url": "ftp://mirror.example.com/repo/"}, "url", "url must start with http:// or https://"),
         ({"url": "https:///repo/"}, "url", "url has no host"),
         ({"url": "https://mirror.example.com:99999/"}, "url", "url is not a valid URL: Port out of range"),

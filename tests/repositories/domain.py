@@ -18,12 +18,13 @@ from django.core.files.storage import FileSystemStorage
 from django.db import connection
 
 from repositories import services
-from repositories.models import Blob, RepositoryConfiguration, Snapshot
+from repositories.models import Blob, Package, RepositoryConfiguration, Snapshot
 from repositories.storage import blob_name
 from tasks import queue, registry
 from tasks.context import TaskContext
 from tasks.models import Heartbeat, Task
 from tests.helpers import wait_until
+from tests.repositories.yum_builder import Pkg
 from tests.repositories.yum_server import Behaviour, YumServer
 
 HANDLER_TYPES = [services.INTROSPECT, services.SNAPSHOT, services.DELETE_SNAPSHOTS]
@@ -130,6 +131,34 @@ def run_handler(run: queue.Run) -> BaseException | None:
 
 
 # --- what is stored -------------------------------------------------------------------------
+
+# The counts of a snapshot of the repository of tests/repositories/conftest.py.
+FIRST_COUNTS = {
+    "rpm.package": 3,
+    "rpm.advisory": 2,
+    "rpm.packagegroup": 2,
+    "rpm.packageenvironment": 1,
+    "rpm.modulemd": 1,
+}
+
+
+def package_rows(repository_uuid: uuid.UUID) -> set[tuple[object, ...]]:
+    """The packages a repository lists, as stored."""
+    return set(
+        Package.objects.filter(repositories=repository_uuid).values_list(
+            "name", "arch", "version", "release", "epoch", "checksum_type", "checksum", "summary"
+        )
+    )
+
+
+def described(*packages: Pkg) -> set[tuple[object, ...]]:
+    """The packages as `package_rows` gives them."""
+    return {(p.name, p.arch, p.version, p.release, p.epoch, "sha256", p.pkgid, p.summary) for p in packages}
+
+
+def files_of(snapshot: Snapshot) -> dict[str, str]:
+    """A snapshot's files: the sha256 of each, by the path it is served at."""
+    return {file.path: file.blob_id for file in snapshot.files.all()}
 
 
 def stored_names(location: Path) -> set[str]:

@@ -18,7 +18,9 @@ from tests.repositories.conftest import BASH, PACKAGES, TMUX, ZSH
 from tests.repositories.domain import (
     Gate,
     add,
+    described,
     introspection_of,
+    package_rows,
     wait_for_run_end,
     wait_for_status,
 )
@@ -27,18 +29,6 @@ from tests.repositories.yum_builder import Pkg, build_repository, list_metadata,
 from tests.repositories.yum_server import YumServer, content, drip, redirect, silence, status, stream
 
 REPOMD = "repodata/repomd.xml"
-
-
-def package_rows(repository_uuid) -> set[tuple]:
-    return set(
-        Package.objects.filter(repositories=repository_uuid).values_list(
-            "name", "arch", "version", "release", "epoch", "checksum_type", "checksum", "summary"
-        )
-    )
-
-
-def described(*packages: Pkg) -> set[tuple]:
-    return {(p.name, p.arch, p.version, p.release, p.epoch, "sha256", p.pkgid, p.summary) for p in packages}
 
 
 def introspect(configuration, *, force: bool = False) -> Task:

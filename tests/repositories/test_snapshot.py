@@ -11,11 +11,13 @@ from tasks.exceptions import TaskInterrupted
 from tasks.models import Task
 from tests.repositories.conftest import BASH, TMUX, ZSH
 from tests.repositories.domain import (
+    FIRST_COUNTS,
     Gate,
     add,
     assert_no_orphans,
     blob_rows,
     claim,
+    files_of,
     listed_paths,
     run_handler,
     served_files,
@@ -28,18 +30,6 @@ from tests.repositories.domain import (
 from tests.repositories.factories import RepositoryConfigurationFactory
 from tests.repositories.yum_builder import Advisory, Group, ModuleStream, Pkg, build_repository
 from tests.repositories.yum_server import content, drip, status
-
-FIRST_COUNTS = {
-    "rpm.package": 3,
-    "rpm.advisory": 2,
-    "rpm.packagegroup": 2,
-    "rpm.packageenvironment": 1,
-    "rpm.modulemd": 1,
-}
-
-
-def files_of(snapshot: Snapshot) -> dict[str, str]:
-    return {file.path: file.blob_id for file in snapshot.files.all()}
 
 
 def only_snapshot(configuration: RepositoryConfiguration) -> Snapshot:

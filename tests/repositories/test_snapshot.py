@@ -28,7 +28,7 @@ from tests.repositories.domain import (
     wait_for_status,
 )
 from tests.repositories.factories import RepositoryConfigurationFactory
-from tests.repositories.yum_builder import Advisory, Group, ModuleStream, Pkg, build_repository
+from tests.repositories.yum_builder import Advisory, Group, ModuleStream, Pkg, build_repository, list_metadata
 from tests.repositories.yum_server import content, drip, status
 
 
@@ -233,3 +233,20 @@ def test_a_failing_snapshot_leaves_the_files_that_another_one_is_about_to_record
     assert done.status == Task.Status.COMPLETED, done.error
     assert files_of(only_snapshot(two)) == served_files(repository)
     assert_no_orphans(snapshot_storage)
+
+
+def test_a_listed_file_outside_the_repository_fails_the_snapshot_and_nothing_is_stored(
+    pool, upstream, repository, snapshot_storage
+):
+    list_metadata(repository, "other", b"<otherdata/>", "other.xml")
+    repomd = repository / "repodata" / "repomd.xml"
+    repomd.write_text(repomd.read_text().replace('href="repodata/other.xml"', 'href="repodata/../../secret.xml"'))
+    configuration = add(upstream.url(), snapshot=True)
+
+    failed = wait_for_status(snapshot_task_of(configuration), Task.Status.FAILED)
+
+    message = f"repodata/repomd.xml of {upstream.url()} lists a file outside the repository: ../secret.xml"
+    assert failed.error == f"MalformedMetadata: {message}"
+    assert "/secret.xml" not in [path for path, _ in upstream.requests]
+    assert not Snapshot.objects.exists()
+    assert blob_rows() == stored_names(snapshot_storage) == set()

@@ -80,6 +80,15 @@ def test_show_gives_the_repository_its_snapshots_and_its_tasks(pool, upstream):
 
 
 @pytest.mark.django_db
+def test_list_and_show_never_show_the_credentials_of_a_url():
+    run("add", "private", "https://mirror-user:s3cret@mirror.example.com/private/")
+
+    for output in (run("list"), run("show", "private")):
+        assert "s3cret" not in output and "mirror-user" not in output
+        assert "https://mirror.example.com/private/" in output
+
+
+@pytest.mark.django_db
 def test_nightly_prints_what_it_queued():
     RepositoryConfigurationFactory(org_id="shell", snapshot=True)
     RepositoryConfigurationFactory(org_id="acme")

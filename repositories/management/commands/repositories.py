@@ -15,6 +15,7 @@ from repositories import selectors, services
 from repositories.exceptions import RepositoryError
 from repositories.models import RepositoryConfiguration
 from repositories.validation import clean_org, is_printable
+from repositories.yum.fetch import redact
 from tasks.exceptions import TaskAlreadyQueued
 from tasks.models import Task
 
@@ -80,7 +81,7 @@ class Command(BaseCommand):
                 c.repository.status,
                 str(c.repository.package_count),
                 "yes" if c.snapshot else "no",
-                c.repository.url,
+                redact(c.repository.url),
             )
             for c in configurations
         ]
@@ -95,7 +96,7 @@ class Command(BaseCommand):
             ("uuid", configuration.uuid),
             ("name", configuration.name),
             ("org", configuration.org_id),
-            ("url", upstream.url),
+            ("url", redact(upstream.url)),
             ("status", upstream.status),
             ("packages", upstream.package_count),
             ("revision", upstream.revision or "-"),

@@ -120,6 +120,16 @@ def test_a_name_or_url_the_organisation_already_uses_is_refused():
 
 
 @pytest.mark.django_db
+def test_a_message_about_a_url_never_shows_its_credentials():
+    create(url="https://mirror-user:s3cret@mirror.example.com/private/")
+
+    with pytest.raises(InvalidInput) as raised:
+        create(name="again", url="https://mirror-user:s3cret@mirror.example.com/private/")
+
+    assert str(raised.value) == "a repository with the URL https://mirror.example.com/private/ already exists"
+
+
+@pytest.mark.django_db
 def test_deleting_soft_deletes_cancels_the_active_tasks_and_queues_the_deletion_of_the_snapshots():
     configuration = create(snapshot=True, request_id="req-2")
     queued = active_tasks(configuration)

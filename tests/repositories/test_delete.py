@@ -8,12 +8,16 @@ from tasks.models import Task
 from tests.repositories.conftest import BASH, ZSH
 from tests.repositories.domain import (
     FlakyStorage,
+    Gate,
     add,
     assert_no_orphans,
+    blob_rows,
+    listed_paths,
     referenced_blobs,
     served_files,
     snapshot_task_of,
     stored_names,
+    wait_for_run_end,
     wait_for_status,
 )
 from tests.repositories.yum_builder import build_repository
@@ -78,3 +82,20 @@ def test_a_retry_after_the_storage_failed_removes_the_files_the_first_run_left(
     assert not RepositoryConfiguration.objects.filter(pk=configuration.pk).exists()
     assert stored_names(snapshot_storage) == set()
     assert_no_orphans(snapshot_storage)
+
+
+def test_deleting_mid_snapshot_stops_it_and_leaves_nothing_behind(pool, upstream, repository, snapshot_storage):
+    gate = Gate()
+    upstream.on(f"/{listed_paths(repository)[3]}", gate)
+    configuration = add(upstream.url(), snapshot=True)
+    snapshot_task = snapshot_task_of(configuration)
+    gate.wait_arrived()  # repomd.xml, primary, filelists and other are stored
+
+    removal = services.repository_configuration_delete(configuration=configuration)
+    wait_for_run_end(snapshot_task, timeout=5)
+    wait_for_status(removal)
+
+    assert Task.objects.get(pk=snapshot_task).status == Task.Status.CANCELED
+    assert not RepositoryConfiguration.objects.filter(pk=configuration.pk).exists()
+    assert not Snapshot.objects.exists()
+    assert blob_rows() == stored_names(snapshot_storage) == set()

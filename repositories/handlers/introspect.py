@@ -2,7 +2,8 @@
 
 Not requeueable, as in the original: a failed introspection is counted on the repository and
 tried again by the next one (the nightly run, or a user's). A repository whose repomd.xml is
-unchanged since its last success is not parsed again, unless the payload says `force`.
+unchanged since its last success is not parsed again, unless the payload says `force`. What a
+run found is recorded only while it owns its task: a cancelled run records nothing.
 """
 
 import tempfile
@@ -70,7 +71,9 @@ def introspect(context: TaskContext) -> None:
             repomd = yum.repomd()
             unchanged = repomd.checksum == repository.repomd_checksum and repository.status == Repository.Status.VALID
             if unchanged and not context.payload.get("force"):
-                _record_success(repository.uuid, repomd, started=started, package_count=None)
+                with transaction.atomic():
+                    context.update_payload(context.payload)  # the fence: see _store_packages
+                    _record_success(repository.uuid, repomd, started=started, package_count=None)
                 context.logger.info("repository unchanged url=%s", yum.shown_url)
                 return
             primary = repomd.file(PRIMARY)
@@ -113,6 +116,9 @@ def _store_packages(
                     context.raise_if_cancelled()
                 copy.write_row(_row(package, position, shown_as=shown_as))
         context.raise_if_cancelled()
+        # The fence: raises TaskLost unless this run still owns its task (a cancel, or a
+        # rescue, that it has not heard of yet), and holds the task until the commit.
+        context.update_payload(context.payload)
         cursor.execute(
             "INSERT INTO packages (name, arch, version, release, epoch, checksum_type, checksum, summary)"
             " SELECT DISTINCT ON (checksum_type, checksum) name, arch, version, release, epoch, checksum_type,"

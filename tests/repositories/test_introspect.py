@@ -12,18 +12,22 @@ from pathlib import Path
 
 from repositories import services
 from repositories.models import Package, Repository
-from tasks import client
+from tasks import client, queue
+from tasks.exceptions import TaskInterrupted
 from tasks.models import Task
 from tests.repositories.conftest import BASH, PACKAGES, TMUX, ZSH
 from tests.repositories.domain import (
     Gate,
     add,
+    claim,
     described,
     introspection_of,
     package_rows,
+    run_handler,
     wait_for_run_end,
     wait_for_status,
 )
+from tests.repositories.factories import RepositoryConfigurationFactory
 from tests.repositories.hostile import billion_laughs, gzip_bomb
 from tests.repositories.yum_builder import Pkg, build_repository, list_metadata, record_path
 from tests.repositories.yum_server import YumServer, content, drip, redirect, silence, status, stream
@@ -258,6 +262,13 @@ def redirect_loop(root: Path, server: YumServer) -> Expected:
     return Expected(url, "RedirectLoop", re.escape(message), Repository.Status.INVALID)
 
 
+def redirect_to_ftp(root: Path, server: YumServer) -> Expected:
+    server.on(f"/ftp/{REPOMD}", redirect("ftp://mirror.example.com/repo/repodata/repomd.xml"))
+    message = "unsupported URL scheme 'ftp' in ftp://mirror.example.com/repo/repodata/repomd.xml: "
+    message += "only http and https are fetched"
+    return Expected(server.url("ftp/"), "UnsupportedScheme", re.escape(message), Repository.Status.INVALID)
+
+
 def overlong_package_name(root: Path, server: YumServer) -> Expected:
     name = "a" * 300
     primary = record_path(repository_at(root, "long-name", [BASH, Pkg(name)]), "primary").relative_to(
@@ -293,6 +304,7 @@ BAD_INPUT: list[Callable[[Path, YumServer], Expected]] = [
     entity_bomb,
     unsupported_compression,
     redirect_loop,
+    redirect_to_ftp,
     overlong_package_name,
     epoch_out_of_range,
 ]
@@ -394,3 +406,29 @@ def test_a_cancel_stops_a_download_within_a_second_and_records_nothing(pool, ups
     assert (untouched.status, untouched.failed_introspections_count) == (Repository.Status.PENDING, 0)
     assert untouched.last_introspection_time is None
     assert not package_rows(untouched.uuid)
+
+
+def test_a_run_that_no_longer_owns_its_task_records_nothing(transactional_db, upstream):
+    """A cancel that the run has not heard of yet when it comes to record what it found."""
+    configuration = RepositoryConfigurationFactory(repository__url=upstream.url())
+    task_id = services.repository_introspect(configuration=configuration, force=True)
+    run = claim(task_id)
+    client.cancel(task_id)
+
+    assert isinstance(run_handler(run), TaskInterrupted)
+
+    untouched = Repository.objects.get(pk=configuration.repository_id)
+    assert (untouched.status, untouched.last_introspection_time) == (Repository.Status.PENDING, None)
+    assert not package_rows(untouched.uuid)
+
+    # The same when the repository is found unchanged.
+    done = claim(services.repository_introspect(configuration=configuration))
+    assert run_handler(done) is None and queue.complete(done)
+    valid = Repository.objects.get(pk=configuration.repository_id)
+    task_id = services.repository_introspect(configuration=configuration)
+    run = claim(task_id)
+    client.cancel(task_id)
+
+    assert isinstance(run_handler(run), TaskInterrupted)
+
+    assert Repository.objects.get(pk=valid.pk).last_introspection_time == valid.last_introspection_time

@@ -211,3 +211,35 @@ def test_two_requests_at_once_queue_one_task_and_the_second_is_told_which():
     assert refused.task_id == task_id
     assert str(task_id) in str(refused)
     assert Task.objects.filter(type="introspect").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_organisations_adding_one_new_url_at_once_share_one_repository():
+    first_created, commit = threading.Event(), threading.Event()
+    second_pid: list[int] = []
+
+    def first():
+        with transaction.atomic():
+            configuration = create(org_id="acme")
+            first_created.set()
+            assert commit.wait(10)
+        return configuration
+
+    def second():
+        connection.ensure_connection()
+        second_pid.append(connection.connection.info.backend_pid)
+        assert first_created.wait(10)
+        return create(org_id="globex")
+
+    one, first_outcome = run_in_thread(first)
+    two, second_outcome = run_in_thread(second)
+    wait_until(lambda: second_pid and waiting_for_a_lock(second_pid[0]), message="the second to wait")
+    commit.set()
+    one.join(10)
+    two.join(10)
+
+    [acme], [globex] = first_outcome, second_outcome
+    assert isinstance(globex, RepositoryConfiguration), globex
+    assert acme.repository_id == globex.repository_id
+    assert Repository.objects.count() == 1
+    assert Task.objects.filter(type="introspect").count() == 2

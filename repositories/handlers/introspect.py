@@ -69,8 +69,8 @@ def introspect(context: TaskContext) -> None:
         yum = YumRepository(repository.url, Path(scratch), should_stop=lambda: context.stop_requested)
         try:
             repomd = yum.repomd()
-            unchanged = repomd.checksum == repository.repomd_checksum and repository.status == Repository.Status.VALID
-            if unchanged and not context.payload.get("force"):
+            force = bool(context.payload.get("force"))
+            if _unchanged(repository, repomd) and not force:
                 with transaction.atomic():
                     context.update_payload(context.payload)  # the fence: see _store_packages
                     _record_success(repository.uuid, repomd, started=started, package_count=None)
@@ -80,7 +80,7 @@ def introspect(context: TaskContext) -> None:
             assert primary is not None  # parse_repomd refuses a repomd.xml without one
             shown_as = f"{primary.location_href} of {yum.shown_url}"
             count = _store_packages(
-                repository.uuid, repomd, yum.packages(), context, started=started, shown_as=shown_as
+                repository.uuid, repomd, yum.packages(), context, force=force, started=started, shown_as=shown_as
             )
         except FetchStopped:
             context.raise_if_cancelled()
@@ -88,7 +88,15 @@ def introspect(context: TaskContext) -> None:
         except RepositoryError as exc:
             _record_failure(repository.uuid, exc, started=started)
             raise
-    context.logger.info("repository introspected url=%s packages=%d", yum.shown_url, count)
+    if count is None:
+        context.logger.info("repository unchanged, stored meanwhile by another introspection url=%s", yum.shown_url)
+    else:
+        context.logger.info("repository introspected url=%s packages=%d", yum.shown_url, count)
+
+
+def _unchanged(repository: Repository, repomd: Repomd) -> bool:
+    """Whether the repository's last introspection succeeded on this very repomd.xml."""
+    return repository.status == Repository.Status.VALID and repository.repomd_checksum == repomd.checksum
 
 
 def _store_packages(
@@ -97,15 +105,26 @@ def _store_packages(
     packages: Iterator[Package],
     context: TaskContext,
     *,
+    force: bool,
     started: datetime,
     shown_as: str,
-) -> int:
+) -> int | None:
     """Make the repository's packages exactly those listed, and record the success, in one
     transaction: a cancel or a failure part way leaves the previous set and state. The
-    packages stream through COPY into a temporary table, so memory stays that of one package."""
+    packages stream through COPY into a temporary table, so memory stays that of one package.
+
+    None, with nothing parsed, when another introspection stored this revision meanwhile.
+    """
     with transaction.atomic(), connection.cursor() as cursor:
-        # One introspection of a repository writes at a time.
-        Repository.objects.select_for_update().filter(uuid=repository_uuid).exists()
+        # One introspection of a repository writes at a time. The configurations of many
+        # organisations may share the repository, and the nightly run introspects each: those
+        # that waited here for the first find the revision it stored.
+        current = Repository.objects.select_for_update().filter(uuid=repository_uuid).first()
+        if current is None or (_unchanged(current, repomd) and not force):
+            context.update_payload(context.payload)  # the fence: see below
+            if current is not None:
+                _record_success(repository_uuid, repomd, started=started, package_count=None)
+            return None
         cursor.execute(
             "CREATE TEMPORARY TABLE introspected (name text, arch text, version text, release text, epoch int,"
             " checksum_type text, checksum text, summary text) ON COMMIT DROP"

@@ -207,14 +207,18 @@ def stored_file(location: Path, sha256: str) -> bytes:
 class Gate:
     """A served path that holds each request until the test opens the gate (or the server
     stops), then answers with `then` (the file itself by default). `arrived` is set by the
-    first request to reach it."""
+    first request to reach it; `arrivals` counts them."""
 
     def __init__(self, then: Behaviour | None = None):
         self.arrived = threading.Event()
         self.opened = threading.Event()
+        self.arrivals = 0
+        self._lock = threading.Lock()
         self._then = then
 
     def __call__(self, handler: SimpleHTTPRequestHandler, stopping: threading.Event) -> None:
+        with self._lock:
+            self.arrivals += 1
         self.arrived.set()
         while not self.opened.wait(0.02):
             if stopping.is_set():

@@ -3,6 +3,7 @@ served over HTTP, and the repository's packages, counts and status are read back
 
 import gzip
 import hashlib
+import logging
 import re
 import socket
 import time
@@ -15,6 +16,7 @@ from repositories.models import Package, Repository
 from tasks import client, queue
 from tasks.exceptions import TaskInterrupted
 from tasks.models import Task
+from tests.helpers import wait_until
 from tests.repositories.conftest import BASH, PACKAGES, TMUX, ZSH
 from tests.repositories.domain import (
     Gate,
@@ -105,6 +107,29 @@ def test_an_unchanged_repository_is_not_parsed_again_unless_forced(pool, upstrea
     assert paths_requested(upstream).count(primary) == 2
     assert package_rows(first.uuid) == described(*PACKAGES)
     assert forced.last_introspection_update_time > first.last_introspection_update_time
+
+
+def test_of_two_introspections_of_one_repository_at_once_only_one_parses_it(pool, upstream, repository, caplog):
+    """The nightly run introspects each configuration; organisations share a repository."""
+    primary = record_path(repository, "primary").relative_to(repository).as_posix()
+    gate = Gate()
+    upstream.on(f"/{primary}", gate)
+    configurations = [RepositoryConfigurationFactory(repository__url=upstream.url(), org_id=org) for org in "ab"]
+    services.repositories_nightly()
+    wait_until(lambda: gate.arrivals == 2, message="both introspections to download primary.xml")
+
+    with caplog.at_level(logging.INFO, logger="tasks.handler"):
+        gate.opened.set()
+        for configuration in configurations:
+            wait_for_status(Task.objects.get(unique_key=f"introspect:{configuration.uuid}").id)
+
+    messages = [record.getMessage().split(" task_id=")[0] for record in caplog.records]
+    url = upstream.url()
+    assert sorted(message for message in messages if message.startswith("repository ")) == [
+        f"repository introspected url={url} packages=3",
+        f"repository unchanged, stored meanwhile by another introspection url={url}",
+    ]
+    assert package_rows(configurations[0].repository_id) == described(*PACKAGES)
 
 
 def test_a_new_revision_replaces_the_packages_exactly(pool, upstream, repository):

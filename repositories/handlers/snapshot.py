@@ -32,7 +32,6 @@ from repositories.yum.content import advisory_ids
 from repositories.yum.packages import iter_packages
 from repositories.yum.repomd import PRIMARY
 from tasks.context import TaskContext
-from tasks.exceptions import TaskLost
 from tasks.registry import handler
 
 REPOMD = "repomd"
@@ -78,13 +77,13 @@ def snapshot(context: TaskContext) -> None:
         return
     try:
         recorded = _take(context, configuration)
-    except TaskLost:
-        raise  # the task is another run's now, and so are its blobs
     except FetchStopped:
         release_blobs(_stored(context))
         context.raise_if_cancelled()
         raise
     except BaseException:
+        # Also when the run lost its task: were it rescued rather than cancelled, the run that
+        # owns it now stores again, when it records, what this one removed.
         release_blobs(_stored(context))
         raise
     if recorded is None:  # the configuration was deleted meanwhile

@@ -20,6 +20,7 @@ from tests.repositories.domain import (
     files_of,
     listed_paths,
     run_handler,
+    run_in_thread,
     served_files,
     snapshot_task_of,
     stored_file,
@@ -207,6 +208,28 @@ def test_a_run_that_no_longer_owns_its_task_records_no_snapshot(
     assert run_handler(owner) is None
     assert only_snapshot(rescued).task_id == task_id
     assert_no_orphans(snapshot_storage)
+
+
+def test_a_run_cancelled_part_way_without_hearing_of_it_records_nothing_and_removes_what_it_stored(
+    transactional_db, snapshot_storage, upstream, repository
+):
+    gate = Gate()
+    upstream.on(f"/{listed_paths(repository)[2]}", gate)
+    configuration = RepositoryConfigurationFactory(repository__url=upstream.url(), snapshot=True)
+    task_id = services.repository_snapshot(configuration=configuration)
+    run = claim(task_id)
+    thread, outcome = run_in_thread(lambda: run_handler(run))
+    gate.wait_arrived()
+    assert len(blob_rows()) == 3
+
+    client.cancel(task_id)
+    gate.opened.set()
+    thread.join(10)
+
+    [raised] = outcome
+    assert isinstance(raised, TaskInterrupted), raised
+    assert not Snapshot.objects.exists()
+    assert blob_rows() == stored_names(snapshot_storage) == set()
 
 
 def test_a_failing_snapshot_leaves_the_files_that_another_one_is_about_to_record(

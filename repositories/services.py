@@ -25,6 +25,7 @@ from repositories.validation import (
     clean_versions,
     normalize_url,
 )
+from repositories.yum.fetch import redact
 from tasks import client
 from tasks.exceptions import TaskAlreadyQueued, TaskNotFound
 from tasks.models import Task
@@ -254,7 +255,8 @@ def _duplicate(exc: IntegrityError, configuration: RepositoryConfiguration) -> I
     if constraint == "repository_configurations_name":
         return InvalidInput(f"a repository named {configuration.name!r} already exists", field="name")
     if constraint == "repository_configurations_url":
-        return InvalidInput(f"a repository with the URL {configuration.repository.url} already exists", field="url")
+        shown = redact(configuration.repository.url)
+        return InvalidInput(f"a repository with the URL {shown} already exists", field="url")
     raise exc
 
 

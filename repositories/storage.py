@@ -3,17 +3,20 @@
 A `Blob` row exists only while its file does: a file is written under its row's lock, before
 the row commits, and deleted under the row's lock, before its deletion commits. A snapshot
 references blobs through foreign keys, so a blob in use is never deleted; a blob that nothing
-references is deleted by the snapshot run that stored it when that run fails or is cancelled,
-and by the deletion of the last snapshot that used it.
+references is deleted by the snapshot task that stored it when the task fails or is cancelled,
+and by the deletion of the last snapshot that used it. A blob that a snapshot run found
+stored may so be deleted before the run records its snapshot: the run holds its blobs while
+it records, storing again any that went (`hold_blobs`).
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.db import IntegrityError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +68,32 @@ def _stored(storage: Storage, name: str, size: int) -> bool:
     return storage.exists(name) and storage.size(name) == size
 
 
+def hold_blobs(files: Mapping[str, Path]) -> list[str]:
+    """Within the caller's transaction, keep the blobs `files` names (sha256 to a local copy)
+    until it ends: a deletion meanwhile waits, then finds them referenced by what the caller
+    recorded. A blob deleted since the caller stored or found it is stored again from its
+    copy; returns those."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("hold_blobs holds blobs for the caller's transaction: call it inside one")
+    stored_again = []
+    # In one order, so that two callers that store the same blobs again never wait for each other.
+    for sha256 in sorted(files):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT FROM snapshot_blobs WHERE sha256 = %s FOR KEY SHARE", [sha256])
+            if cursor.fetchone() is not None:
+                continue
+        path = files[sha256]
+        store_blob(path, sha256=sha256, size=path.stat().st_size)
+        stored_again.append(sha256)
+    if stored_again:
+        logger.info("stored files deleted meanwhile stored again count=%d", len(stored_again))
+    return stored_again
+
+
 def release_blobs(sha256s: Iterable[str]) -> list[str]:
     """Delete the blobs that no snapshot references any more, rows and files; return those
-    deleted. A blob still referenced (or newly referenced meanwhile) is kept."""
+    deleted. A blob still referenced (or newly referenced meanwhile) is kept. A file without a
+    row (left by a store whose row never committed: a killed worker) is deleted too."""
     storage = snapshot_storage()
     deleted = []
     for sha256 in sorted(set(sha256s)):
@@ -77,7 +103,7 @@ def release_blobs(sha256s: Iterable[str]) -> list[str]:
                 # the file is deleted.
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
                 cursor.execute("DELETE FROM snapshot_blobs WHERE sha256 = %s RETURNING sha256", [sha256])
-                if cursor.fetchone() is None:
+                if cursor.fetchone() is None and not _claim_name(cursor, sha256):
                     continue
                 storage.delete(blob_name(sha256))
         except IntegrityError:
@@ -86,3 +112,18 @@ def release_blobs(sha256s: Iterable[str]) -> list[str]:
     if deleted:
         logger.info("stored files deleted count=%d", len(deleted))
     return deleted
+
+
+def _claim_name(cursor: CursorWrapper, sha256: str) -> bool:
+    """For a blob without a row: whether a file is left under its name, now that a row of
+    this transaction's own keeps every store of it away (the row goes with the transaction).
+    False if the blob was stored meanwhile: it is its storer's."""
+    cursor.execute(
+        "INSERT INTO snapshot_blobs (sha256, size, stored_at) VALUES (%s, 0, now())"
+        " ON CONFLICT DO NOTHING RETURNING sha256",
+        [sha256],
+    )
+    if cursor.fetchone() is None:
+        return False
+    cursor.execute("DELETE FROM snapshot_blobs WHERE sha256 = %s", [sha256])
+    return snapshot_storage().exists(blob_name(sha256))

@@ -18,8 +18,10 @@ def normalize_url(url: object) -> str:
     if not isinstance(url, str) or not url.strip():
         raise InvalidInput("url is required", field="url")
     text = url.strip()
-    if len(text) > URL_LIMIT or not _printable(text):
-        raise InvalidInput(f"url must be at most {URL_LIMIT} printable characters", field="url")
+    if len(text) > URL_LIMIT:
+        raise InvalidInput(f"url is longer than {URL_LIMIT} characters", field="url")
+    if not _printable(text):
+        raise InvalidInput(f"url is not printable text: {_shown(text)}", field="url")
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -54,8 +56,10 @@ def clean_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput("name is required", field="name")
     name = " ".join(name.split())
-    if len(name) > NAME_LIMIT or not _printable(name):
-        raise InvalidInput(f"name must be at most {NAME_LIMIT} printable characters", field="name")
+    if len(name) > NAME_LIMIT:
+        raise InvalidInput(f"name is longer than {NAME_LIMIT} characters", field="name")
+    if not _printable(name):
+        raise InvalidInput(f"name is not printable text: {_shown(name)}", field="name")
     return name
 
 
@@ -84,6 +88,16 @@ def clean_gpg_key(key: object) -> str:
     if len(key) > 65536:
         raise InvalidInput("gpg_key is longer than 65536 characters", field="gpg_key")
     return key.strip()
+
+
+def _shown(text: str) -> str:
+    """The text as a message quotes it: escaped, and cut short."""
+    return repr(text if len(text) <= 60 else f"{text[:60]}...")
+
+
+def is_printable(text: str) -> bool:
+    """Whether the text can be stored and looked up: valid UTF-8, no control characters."""
+    return _printable(text)
 
 
 def _printable(text: str) -> bool:

@@ -2,7 +2,9 @@
 files no remaining snapshot uses, and then the configuration.
 
 Requeueable: a transient failure (the storage away) is retried with the framework's backoff.
-Each step is idempotent, so a run that died part way is finished by the next.
+Each step is idempotent, so a run that died part way is finished by the next: the blobs of
+each batch of snapshots are named in the task's payload before the snapshots go, and
+released again by the next run.
 """
 
 from django.db import transaction
@@ -15,10 +17,13 @@ from tasks.context import TaskContext
 from tasks.registry import handler
 
 BATCH = 100
+# The payload's list of the blobs of the snapshots deleted last, to release.
+RELEASING = "releasing_blobs"
 
 
 @handler(DELETE_SNAPSHOTS, requeueable=True, failures=(RepositoryError,))
 def delete_repository_snapshots(context: TaskContext) -> None:
+    release_blobs(context.payload.get(RELEASING, []))  # an earlier run's, if it died before
     configuration = RepositoryConfiguration.objects.filter(
         uuid=context.payload["repository_configuration_uuid"]
     ).first()
@@ -32,8 +37,10 @@ def delete_repository_snapshots(context: TaskContext) -> None:
         Snapshot.objects.filter(repository_configuration=configuration).values_list("uuid", flat=True)[:BATCH]
     ):
         context.raise_if_cancelled()
+        blobs = set(SnapshotFile.objects.filter(snapshot__in=batch).values_list("blob_id", flat=True))
+        blobs.update(Snapshot.objects.filter(uuid__in=batch).values_list("repomd_id", flat=True))
+        context.update_payload({**context.payload, RELEASING: sorted(blobs)})
         with transaction.atomic():
-            blobs = set(SnapshotFile.objects.filter(snapshot__in=batch).values_list("blob_id", flat=True))
             Snapshot.objects.filter(uuid__in=batch).delete()
         release_blobs(blobs)
     RepositoryConfiguration.objects.filter(uuid=configuration.uuid).delete()

@@ -2,15 +2,17 @@
 
 Not requeueable, as in the original: a failed introspection is counted on the repository and
 tried again by the next one (the nightly run, or a user's). A repository whose repomd.xml is
-unchanged since its last success is not parsed again, unless the payload says `force`.
+unchanged since its last success is not parsed again, unless the payload says `force`. What a
+run found is recorded only while it owns its task: a cancelled run records nothing.
 """
 
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -21,20 +23,37 @@ from repositories.exceptions import (
     HostUnreachable,
     HTTPNotFound,
     HTTPStatusError,
+    MalformedMetadata,
     RepositoryError,
     TLSError,
     TruncatedDownload,
 )
 from repositories.models import ERROR_LIMIT, Repository
+from repositories.models import Package as PackageRow
 from repositories.services import INTROSPECT
 from repositories.yum import YumRepository
 from repositories.yum.packages import Package
-from repositories.yum.repomd import Repomd
+from repositories.yum.repomd import PRIMARY, Repomd
 from tasks.context import TaskContext
 from tasks.registry import handler
 
 # How often (in packages) the handler looks for a cancellation while it stores packages.
 CHECK_EVERY = 1000
+
+
+def _max_length(model: type[models.Model], field: str) -> int:
+    column = model._meta.get_field(field)
+    assert isinstance(column, models.CharField) and column.max_length is not None
+    return column.max_length
+
+
+# The longest values the packages table holds (repositories.models.Package), and an epoch's range.
+_LIMITS = {
+    field: _max_length(PackageRow, field)
+    for field in ("name", "arch", "version", "release", "checksum_type", "checksum")
+}
+EPOCH_MAX = 2**31 - 1
+REVISION_LIMIT = _max_length(Repository, "revision")
 # Errors of reaching the repository, rather than of what it serves.
 UNREACHABLE = (HostNotFound, HostUnreachable, TLSError, FetchTimeout, TruncatedDownload)
 
@@ -50,29 +69,62 @@ def introspect(context: TaskContext) -> None:
         yum = YumRepository(repository.url, Path(scratch), should_stop=lambda: context.stop_requested)
         try:
             repomd = yum.repomd()
-            unchanged = repomd.checksum == repository.repomd_checksum and repository.status == Repository.Status.VALID
-            if unchanged and not context.payload.get("force"):
-                _record_success(repository.uuid, repomd, started=started, package_count=None)
+            force = bool(context.payload.get("force"))
+            if _unchanged(repository, repomd) and not force:
+                with transaction.atomic():
+                    context.update_payload(context.payload)  # the fence: see _store_packages
+                    _record_success(repository.uuid, repomd, started=started, package_count=None)
                 context.logger.info("repository unchanged url=%s", yum.shown_url)
                 return
-            count = _store_packages(repository.uuid, yum.packages(), context)
+            primary = repomd.file(PRIMARY)
+            assert primary is not None  # parse_repomd refuses a repomd.xml without one
+            shown_as = f"{primary.location_href} of {yum.shown_url}"
+            count = _store_packages(
+                repository.uuid, repomd, yum.packages(), context, force=force, started=started, shown_as=shown_as
+            )
         except FetchStopped:
             context.raise_if_cancelled()
             raise
         except RepositoryError as exc:
             _record_failure(repository.uuid, exc, started=started)
             raise
-    _record_success(repository.uuid, repomd, started=started, package_count=count)
-    context.logger.info("repository introspected url=%s packages=%d", yum.shown_url, count)
+    if count is None:
+        context.logger.info("repository unchanged, stored meanwhile by another introspection url=%s", yum.shown_url)
+    else:
+        context.logger.info("repository introspected url=%s packages=%d", yum.shown_url, count)
 
 
-def _store_packages(repository_uuid: uuid.UUID, packages: Iterator[Package], context: TaskContext) -> int:
-    """Make the repository's packages exactly those listed, in one transaction: a cancel or a
-    failure part way leaves the previous set. The packages stream through COPY into a
-    temporary table, so memory stays that of one package."""
+def _unchanged(repository: Repository, repomd: Repomd) -> bool:
+    """Whether the repository's last introspection succeeded on this very repomd.xml."""
+    return repository.status == Repository.Status.VALID and repository.repomd_checksum == repomd.checksum
+
+
+def _store_packages(
+    repository_uuid: uuid.UUID,
+    repomd: Repomd,
+    packages: Iterator[Package],
+    context: TaskContext,
+    *,
+    force: bool,
+    started: datetime,
+    shown_as: str,
+) -> int | None:
+    """Make the repository's packages exactly those listed, and record the success, in one
+    transaction: a cancel or a failure part way leaves the previous set and state. The
+    packages stream through COPY into a temporary table, so memory stays that of one package.
+
+    None, with nothing parsed, when another introspection stored this revision meanwhile.
+    """
     with transaction.atomic(), connection.cursor() as cursor:
-        # One introspection of a repository writes at a time.
-        Repository.objects.select_for_update().filter(uuid=repository_uuid).exists()
+        # One introspection of a repository writes at a time. The configurations of many
+        # organisations may share the repository, and the nightly run introspects each: those
+        # that waited here for the first find the revision it stored.
+        current = Repository.objects.select_for_update().filter(uuid=repository_uuid).first()
+        if current is None or (_unchanged(current, repomd) and not force):
+            context.update_payload(context.payload)  # the fence: see below
+            if current is not None:
+                _record_success(repository_uuid, repomd, started=started, package_count=None)
+            return None
         cursor.execute(
             "CREATE TEMPORARY TABLE introspected (name text, arch text, version text, release text, epoch int,"
             " checksum_type text, checksum text, summary text) ON COMMIT DROP"
@@ -81,8 +133,11 @@ def _store_packages(repository_uuid: uuid.UUID, packages: Iterator[Package], con
             for position, package in enumerate(packages, start=1):
                 if position % CHECK_EVERY == 0:
                     context.raise_if_cancelled()
-                copy.write_row(_row(package))
+                copy.write_row(_row(package, position, shown_as=shown_as))
         context.raise_if_cancelled()
+        # The fence: raises TaskLost unless this run still owns its task (a cancel, or a
+        # rescue, that it has not heard of yet), and holds the task until the commit.
+        context.update_payload(context.payload)
         cursor.execute(
             "INSERT INTO packages (name, arch, version, release, epoch, checksum_type, checksum, summary)"
             " SELECT DISTINCT ON (checksum_type, checksum) name, arch, version, release, epoch, checksum_type,"
@@ -101,21 +156,53 @@ def _store_packages(repository_uuid: uuid.UUID, packages: Iterator[Package], con
             [repository_uuid],
         )
         cursor.execute("SELECT count(*) FROM repositories_packages WHERE repository_id = %s", [repository_uuid])
-        return int(cursor.fetchone()[0])
+        count = int(cursor.fetchone()[0])
+        _record_success(repository_uuid, repomd, started=started, package_count=count)
+    return count
 
 
-def _row(package: Package) -> tuple[object, ...]:
-    """A package as the temporary table takes it; PostgreSQL text holds no NUL."""
-    text = (package.name, package.arch, package.version, package.release)
-    clean = [value.replace("\x00", "") for value in text]
+def _row(package: Package, position: int, *, shown_as: str) -> tuple[object, ...]:
+    """A package as the temporary table takes it, within the limits of the packages table (a
+    value over them is the metadata's fault, not the database's); PostgreSQL text holds no NUL."""
+    text = {
+        "name": package.name,
+        "arch": package.arch,
+        "version": package.version,
+        "release": package.release,
+        "checksum_type": package.checksum_type,
+        "checksum": package.checksum,
+    }
+    clean = {field: value.replace("\x00", "") for field, value in text.items()}
+    for field, value in clean.items():
+        limit = _LIMITS[field]
+        if len(value) > limit:
+            raise MalformedMetadata(
+                f"{shown_as} lists a package (number {position}) whose {field} is longer than {limit} characters"
+            )
+    if not 0 <= package.epoch <= EPOCH_MAX:
+        raise MalformedMetadata(
+            f"{shown_as} gives the package {clean['name']} the epoch {package.epoch}, which is out of range"
+        )
     summary = package.summary.replace("\x00", "")
-    return (*clean, package.epoch, package.checksum_type, package.checksum, summary)
+    return (
+        clean["name"],
+        clean["arch"],
+        clean["version"],
+        clean["release"],
+        package.epoch,
+        clean["checksum_type"],
+        clean["checksum"],
+        summary,
+    )
 
 
-def _record_success(repository_uuid: uuid.UUID, repomd: Repomd, *, started: object, package_count: int | None) -> None:
+def _record_success(
+    repository_uuid: uuid.UUID, repomd: Repomd, *, started: datetime, package_count: int | None
+) -> None:
     changes: dict[str, object] = {
         "status": Repository.Status.VALID,
-        "revision": repomd.revision or "",
+        # Only shown to users; the checksum, not the revision, tells whether anything changed.
+        "revision": (repomd.revision or "")[:REVISION_LIMIT],
         "repomd_checksum": repomd.checksum,
         "last_introspection_time": started,
         "last_introspection_success_time": started,
@@ -127,7 +214,7 @@ def _record_success(repository_uuid: uuid.UUID, repomd: Repomd, *, started: obje
     Repository.objects.filter(uuid=repository_uuid).update(**changes)
 
 
-def _record_failure(repository_uuid: uuid.UUID, error: RepositoryError, *, started: object) -> None:
+def _record_failure(repository_uuid: uuid.UUID, error: RepositoryError, *, started: datetime) -> None:
     unreachable = isinstance(error, UNREACHABLE) or (
         isinstance(error, HTTPStatusError) and not isinstance(error, HTTPNotFound)
     )

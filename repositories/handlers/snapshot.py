@@ -4,8 +4,14 @@ repository.
 Every file repomd.xml lists (and repomd.xml itself) is downloaded, its declared checksum
 verified, and stored by its sha256 (repositories.storage); then the snapshot, its files and
 its counts are recorded in one transaction. A run that fails or is cancelled deletes the
-files it stored that nothing references, and records nothing. Run again (after a rescue),
-it finds the snapshot it recorded, if it got that far, and does nothing more.
+files stored for this task that nothing references, and records nothing.
+
+Each blob is named in the task's payload before it is stored, so that a run after a rescue
+(its worker killed part way) knows what the dead run may have stored, and removes it too if
+it fails. The snapshot is recorded only while the run still owns its task (a fenced payload
+update in the same transaction): a run that was cancelled or rescued without having heard of
+it yet records nothing. Run again after it recorded its snapshot, it finds it and does
+nothing more.
 """
 
 import tempfile
@@ -18,7 +24,7 @@ from django.db import transaction
 from repositories.exceptions import FetchStopped, MalformedMetadata, RepositoryError
 from repositories.models import RepositoryConfiguration, Snapshot, SnapshotFile
 from repositories.services import SNAPSHOT
-from repositories.storage import blob_name, release_blobs, snapshot_storage, store_blob
+from repositories.storage import blob_name, hold_blobs, release_blobs, snapshot_storage, store_blob
 from repositories.yum import YumRepository
 from repositories.yum.checksum import file_checksum
 from repositories.yum.compression import decompressed
@@ -34,6 +40,8 @@ UPDATEINFO = "updateinfo"
 # Content types as the original's API names them (Pulp's).
 PACKAGES, ADVISORIES = "rpm.package", "rpm.advisory"
 GROUPS, ENVIRONMENTS, MODULE_STREAMS = "rpm.packagegroup", "rpm.packageenvironment", "rpm.modulemd"
+# The payload's list of the blobs that runs of this task stored, or were about to.
+STORED = "stored_blobs"
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,7 @@ class StoredFile:
     path: str
     type: str
     sha256: str
+    local: Path  # the downloaded file, to store again if it was deleted meanwhile
 
 
 @dataclass(frozen=True)
@@ -59,24 +68,26 @@ def snapshot(context: TaskContext) -> None:
         .filter(uuid=context.payload["repository_configuration_uuid"])
         .first()
     )
-    if configuration is None or configuration.deleted_at is not None:
-        context.logger.info("repository configuration deleted, nothing to snapshot")
-        return
     if Snapshot.objects.filter(task_id=context.task.id).exists():
         context.logger.info("snapshot already recorded by an earlier run of this task")
         return
-    created: list[str] = []  # the blobs this run stored first: its to delete if it fails
+    if configuration is None or configuration.deleted_at is not None:
+        release_blobs(_stored(context))  # those of an earlier run, if it died
+        context.logger.info("repository configuration deleted, nothing to snapshot")
+        return
     try:
-        recorded = _take(context, configuration, created)
+        recorded = _take(context, configuration)
     except FetchStopped:
-        release_blobs(created)
+        release_blobs(_stored(context))
         context.raise_if_cancelled()
         raise
     except BaseException:
-        release_blobs(created)
+        # Also when the run lost its task: were it rescued rather than cancelled, the run that
+        # owns it now stores again, when it records, what this one removed.
+        release_blobs(_stored(context))
         raise
     if recorded is None:  # the configuration was deleted meanwhile
-        release_blobs(created)
+        release_blobs(_stored(context))
         return
     context.logger.info(
         "snapshot taken uuid=%s configuration=%s packages=%d",
@@ -86,25 +97,47 @@ def snapshot(context: TaskContext) -> None:
     )
 
 
-def _take(context: TaskContext, configuration: RepositoryConfiguration, created: list[str]) -> Snapshot | None:
+def _stored(context: TaskContext) -> list[str]:
+    return list(context.payload.get(STORED, []))
+
+
+def _take(context: TaskContext, configuration: RepositoryConfiguration) -> Snapshot | None:
     with tempfile.TemporaryDirectory(prefix="snapshot-") as scratch:
         directory = Path(scratch)
         yum = YumRepository(configuration.repository.url, directory / "new", should_stop=lambda: context.stop_requested)
         (directory / "new").mkdir()
         repomd = yum.repomd()
-        files = {REPOMD_PATH: _store(yum.repomd_file, REPOMD_PATH, REPOMD, created)}
+        files = {REPOMD_PATH: _store(context, yum.repomd_file, REPOMD_PATH, REPOMD)}
         for record in repomd.files:
             context.raise_if_cancelled()
             path = _served_path(record.location_href, yum.shown_url)
             if path not in files:
-                files[path] = _store(yum.download(record), path, record.type, created)
+                files[path] = _store(context, yum.download(record), path, record.type)
         context.raise_if_cancelled()
         content = _content(yum)
         previous = _previous_content(configuration, directory / "previous")
+        return _record(context, configuration, files, content, previous)
+
+
+def _record(
+    context: TaskContext,
+    configuration: RepositoryConfiguration,
+    files: dict[str, StoredFile],
+    content: Content,
+    previous: Content | None,
+) -> Snapshot | None:
+    """Record the snapshot, unless the configuration was deleted meanwhile (None)."""
     with transaction.atomic():
         current = RepositoryConfiguration.objects.select_for_update().filter(uuid=configuration.uuid).first()
         if current is None or current.deleted_at is not None:
             return None
+        # The fence: raises TaskLost unless this run still owns its task, whose row it then
+        # holds until the snapshot commits (a cancel waits for it). Lock order: the
+        # configuration, then the task, as the services' cancels take them.
+        context.update_payload(context.payload)
+        # Keep the blobs until the snapshot references them: another run may have deleted one
+        # that this run found stored (and so did not store itself), when it failed.
+        hold_blobs({file.sha256: file.local for file in files.values()})
         taken = Snapshot.objects.create(
             repository_configuration=current,
             repomd_id=files[REPOMD_PATH].sha256,
@@ -131,11 +164,15 @@ def _served_path(location_href: str, shown_url: str) -> str:
     return path
 
 
-def _store(path: Path, served_at: str, type: str, created: list[str]) -> StoredFile:
+def _store(context: TaskContext, path: Path, served_at: str, type: str) -> StoredFile:
     sha256 = file_checksum(path, "sha256", shown_as=served_at)
-    if store_blob(path, sha256=sha256, size=path.stat().st_size):
-        created.append(sha256)
-    return StoredFile(path=served_at, type=type, sha256=sha256)
+    stored = _stored(context)
+    if sha256 not in stored:
+        # Named before it is stored: a worker killed in between leaves a name with nothing
+        # behind it, never a blob that no run knows of.
+        context.update_payload({**context.payload, STORED: [*stored, sha256]})
+    store_blob(path, sha256=sha256, size=path.stat().st_size)
+    return StoredFile(path=served_at, type=type, sha256=sha256, local=path)
 
 
 def _content(yum: YumRepository) -> Content:

@@ -90,3 +90,7 @@ def localhost_certificate(tmp_path_factory) -> tuple[Path, Path]:
         timeout=60,
     )  # fmt: skip
     return certificate, key
+
+
+# The fixtures of the domain's tests (services, handlers, pools), kept in their own module.
+from tests.repositories.domain import pool, snapshot_storage, upstream  # noqa: E402, F401

@@ -14,7 +14,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from repositories import selectors, services
 from repositories.exceptions import RepositoryError
 from repositories.models import RepositoryConfiguration
-from repositories.validation import clean_org
+from repositories.validation import clean_org, is_printable
+from repositories.yum.fetch import redact
 from tasks.exceptions import TaskAlreadyQueued
 from tasks.models import Task
 
@@ -80,7 +81,7 @@ class Command(BaseCommand):
                 c.repository.status,
                 str(c.repository.package_count),
                 "yes" if c.snapshot else "no",
-                c.repository.url,
+                redact(c.repository.url),
             )
             for c in configurations
         ]
@@ -95,7 +96,7 @@ class Command(BaseCommand):
             ("uuid", configuration.uuid),
             ("name", configuration.name),
             ("org", configuration.org_id),
-            ("url", upstream.url),
+            ("url", redact(upstream.url)),
             ("status", upstream.status),
             ("packages", upstream.package_count),
             ("revision", upstream.revision or "-"),
@@ -115,7 +116,7 @@ class Command(BaseCommand):
         tasks = Task.objects.filter(object_uuid=upstream.uuid, org_id=configuration.org_id).order_by("-queued_at")
         for task in tasks[:RECENT_TASKS]:
             error = f"  {task.error}" if task.error else ""
-            self.stdout.write(f"  {task.id}  {task.type:<28}{task.status:<10}{error}")
+            self.stdout.write(f"  {task.id}  {task.type:<28}{task.status:<10}{error}".rstrip())
 
     def handle_introspect(self, *, repository: str, org: str, force: bool, **options: Any) -> None:
         configuration = self._find(repository, org)
@@ -140,6 +141,8 @@ class Command(BaseCommand):
         )
 
     def _find(self, repository: str, org: str) -> RepositoryConfiguration:
+        if not is_printable(repository):  # bytes that are not UTF-8 on the command line, say
+            raise CommandError(f"repository is not valid text: {repository!r}")
         try:
             return selectors.configuration_get(org_id=org, uuid=repository)
         except RepositoryError:

@@ -1,0 +1,96 @@
+"""The nightly run: an introspection of every live configuration, and a snapshot after it
+where the flag is set, never a second one of either while one is pending or running."""
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from repositories import services
+from repositories.services import Nightly
+from tasks.models import Task
+from tests.helpers import wait_until
+from tests.repositories.domain import run_in_thread, waiting_for_a_lock
+from tests.repositories.factories import RepositoryConfigurationFactory
+
+
+def configurations():
+    """Five configurations: three plain, two with snapshots, and one deleted."""
+    live = RepositoryConfigurationFactory.create_batch(3) + RepositoryConfigurationFactory.create_batch(
+        2, snapshot=True
+    )
+    RepositoryConfigurationFactory(deleted=True, snapshot=True)
+    return live
+
+
+def tasks_by_key() -> dict[str, list[Task]]:
+    found: dict[str, list[Task]] = {}
+    for task in Task.objects.prefetch_related("dependencies"):
+        found.setdefault(task.unique_key, []).append(task)
+    return found
+
+
+@pytest.mark.django_db
+def test_every_live_configuration_is_introspected_and_snapshotted_after_where_the_flag_is_set():
+    live = configurations()
+
+    done = services.repositories_nightly(batch_size=2, request_id="nightly-1")
+
+    assert done == Nightly(introspections=5, snapshots=2, already_queued=0)
+    queued = tasks_by_key()
+    assert set(queued) == {f"introspect:{c.uuid}" for c in live} | {f"snapshot:{c.uuid}" for c in live if c.snapshot}
+    for configuration in live:
+        [introspect] = queued[f"introspect:{configuration.uuid}"]
+        assert introspect.payload == {"repository_uuid": str(configuration.repository_id), "force": False}
+        assert introspect.request_id == "nightly-1"
+        if configuration.snapshot:
+            [snapshot] = queued[f"snapshot:{configuration.uuid}"]
+            assert list(snapshot.dependencies.all()) == [introspect]
+
+
+@pytest.mark.django_db
+def test_a_second_run_skips_what_is_still_pending_and_a_snapshot_does_not_wait_for_a_running_introspection():
+    live = configurations()
+    services.repositories_nightly()
+    running = Task.objects.get(unique_key=f"introspect:{live[-1].uuid}")
+    # The introspection of one runs; its snapshot completed.
+    Task.objects.filter(pk=running.pk).update(status=Task.Status.RUNNING)
+    Task.objects.filter(unique_key=f"snapshot:{live[-1].uuid}").update(status=Task.Status.COMPLETED)
+
+    assert services.repositories_nightly() == Nightly(introspections=0, snapshots=1, already_queued=6)
+
+    [_, snapshot] = Task.objects.filter(unique_key=f"snapshot:{live[-1].uuid}").order_by("seq")
+    assert snapshot.status == Task.Status.PENDING and not snapshot.dependencies.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_at_once_queue_nothing_twice():
+    live = configurations()
+    queued, commit = threading.Event(), threading.Event()
+    second_pid: list[int] = []
+
+    def first():
+        # Held open, so that the second runs entirely while the first's tasks are not committed.
+        with transaction.atomic():
+            done = services.repositories_nightly(batch_size=2)
+            queued.set()
+            assert commit.wait(10)
+        return done
+
+    def second():
+        connection.ensure_connection()
+        second_pid.append(connection.connection.info.backend_pid)
+        assert queued.wait(10)
+        return services.repositories_nightly(batch_size=2)
+
+    one, first_outcome = run_in_thread(first)
+    two, second_outcome = run_in_thread(second)
+    wait_until(lambda: second_pid and waiting_for_a_lock(second_pid[0]), message="the second run to wait")
+    commit.set()
+    one.join(10)
+    two.join(10)
+
+    assert first_outcome == [Nightly(introspections=5, snapshots=2, already_queued=0)]
+    assert second_outcome == [Nightly(introspections=0, snapshots=0, already_queued=7)]
+    assert all(len(tasks) == 1 for tasks in tasks_by_key().values())
+    assert len(tasks_by_key()) == 7 == len(live) + 2

@@ -102,7 +102,7 @@ class RepositoryConfiguration(models.Model):
     org_id = models.CharField(max_length=255)
     account_id = models.CharField(max_length=255, blank=True, default="")
     name = models.CharField(max_length=255)
-    # A repository goes only once no configuration points at it (the delete task checks).
+    # Repositories are shared, URL-level records: one stays when its last configuration goes.
     repository = models.ForeignKey(Repository, on_delete=models.DO_NOTHING, related_name="configurations")
     distribution_versions = ArrayField(models.CharField(max_length=32), default=list, blank=True)
     distribution_arch = models.CharField(max_length=32, default="any")

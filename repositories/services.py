@@ -159,11 +159,12 @@ def repository_configuration_delete(
         current.deleted_at = timezone.now()
         current.save(update_fields=["deleted_at", "updated_at"])
         _cancel_active(current)
-        try:
-            task_id = _enqueue(DELETE_SNAPSHOTS, current, request_id=request_id)
-        except TaskAlreadyQueued as exc:  # deleted, restored by hand, deleted again
-            assert exc.task_id is not None
-            task_id = exc.task_id
+        task_id = None
+        while task_id is None:
+            try:
+                task_id = _enqueue(DELETE_SNAPSHOTS, current, request_id=request_id)
+            except TaskAlreadyQueued as exc:  # deleted, restored by hand, deleted again
+                task_id = exc.task_id  # None if that one ended meanwhile: queue a new one
     logger.info("repository configuration deleted uuid=%s request_id=%s", current.uuid, request_id or "-")
     return task_id
 

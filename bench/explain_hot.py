@@ -42,6 +42,7 @@ def params_for(query: str, run_id: uuid.UUID, token: uuid.UUID) -> dict:
         "types": ["diagnostics.noop"],
         "type": "diagnostics.noop",
         "limit": 8,
+        "window": 32,
         "payloads": ['{"bench": "explain"}'],
         "status": "pending",
         "error": None,

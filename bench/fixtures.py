@@ -25,7 +25,7 @@ FROM (SELECT n, now() - interval '1 hour' - (%(rows)s - n) * interval '1 second'
 def reset() -> None:
     """Empty every table the bench writes to."""
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE tasks, task_heartbeats, task_dependencies, bench_pickups")
+        cursor.execute("TRUNCATE tasks, task_heartbeats, task_dependencies, bench_pickups CASCADE")
 
 
 def analyze() -> None:

@@ -48,6 +48,18 @@ else:
 _options = DATABASES["default"].setdefault("OPTIONS", {})
 _options.setdefault("prepare_threshold", 5)
 _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_custom_plan".strip()
+# A connection dropped without a word (a host gone, a NAT's idle timeout) must fail, not hang:
+# a worker pool's heartbeat stuck on one would let another pool rescue live runs. TCP
+# keepalives probe an idle connection after 10 s and give up after 3 unanswered probes 5 s
+# apart; unacknowledged data fails it after 20 s. libpq ignores them on a Unix socket.
+for _key, _value in {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,
+}.items():
+    _options.setdefault(_key, _value)
 # Connections are kept between requests and between tasks (each worker thread has its own),
 # and checked with a cheap query before their first use in each, so a connection that died
 # with a database restart is replaced instead of failing the request or task that finds it.

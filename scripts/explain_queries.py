@@ -56,7 +56,7 @@ def main(finished: int) -> None:
             cursor.execute(FILL, {"finished": finished})
             cursor.execute("ANALYZE tasks")
             statements = [
-                ("claim", lambda: {"types": ["diagnostics.noop"], "limit": 8}),
+                ("claim", lambda: {"types": ["diagnostics.noop"], "limit": 8, "window": 32}),
                 ("refresh_heartbeats", lambda: running(cursor)),
                 ("lock_ends", lambda: running(cursor)),
                 ("complete_ends", lambda: running(cursor)),

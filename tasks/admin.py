@@ -28,6 +28,9 @@ from tasks.exceptions import TaskError
 from tasks.models import Heartbeat, Task
 
 LINKED_TASKS_SHOWN = 100
+# The deepest page the changelist reads: an offset reads every row before it; past this, a
+# filter finds what paging would not.
+MAX_PAGE = 100
 
 
 def task_link(task_id: uuid.UUID) -> SafeString:
@@ -57,6 +60,8 @@ class LookAheadPaginator(Paginator[Any]):
 
     @cached_property
     def count(self) -> int:
+        if self.page_number > MAX_PAGE:
+            return 0  # the changelist then says the page does not exist
         offset = (self.page_number - 1) * self.per_page
         ahead = self.queryset[offset : offset + self.per_page + 1].values_list("pk", flat=True)
         return offset + len(ahead)

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from tasks.conf import KNOWN_KEYS, tasking
+from tasks.conf import KNOWN_KEYS, MAX_DURATION, tasking
 
 # Connections a pool opens besides one per worker: dispatcher, heartbeat, janitor, listener, main.
 POOL_OVERHEAD_CONNECTIONS = 5
@@ -65,8 +65,12 @@ def _unknown_or_mistyped(given: Mapping[Any, Any]) -> list[CheckMessage]:
         # A duration may be given as an int; a count must be an int. bool is an int, not a number here.
         expected = (int, float) if setting.type is float else (int,)
         is_number = isinstance(value, expected) and not isinstance(value, bool)
-        if not is_number or not _finite(value) or value < 0:
-            kind = "a number of seconds, not negative" if setting.type is float else "an integer, not negative"
+        too_long = setting.type is float and is_number and _finite(value) and value > MAX_DURATION
+        if not is_number or not _finite(value) or value < 0 or too_long:
+            if setting.type is float:
+                kind = f"a number of seconds from 0 to {MAX_DURATION:.0f} (a year)"
+            else:
+                kind = "an integer, not negative"
             errors.append(Error(f"TASKING[{key!r}] (TASKING_{key}) must be {kind}, not {value!r}.", id="tasks.E006"))
     return errors
 

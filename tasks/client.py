@@ -1,11 +1,12 @@
 """Enqueue and cancel tasks: the API of the task framework for the rest of the project."""
 
+import builtins
 import logging
 import uuid
 from collections.abc import Iterable
 
 from tasks import queue, registry
-from tasks.exceptions import DependencyNotFound, InvalidTask, TaskNotCancellable, TaskNotFound
+from tasks.exceptions import DependencyNotFound, InvalidTask, TaskNotCancellable, TaskNotFound, UnknownTaskType
 from tasks.models import Task
 from tasks.payloads import is_storable_text, serialize_payload
 
@@ -90,7 +91,11 @@ def _enqueue(
     request_id: str | None,
     unique_key: str | None,
 ) -> list[uuid.UUID]:
+    if not isinstance(type, str):
+        raise UnknownTaskType(f"a task type is a string, not {builtins.type(type).__name__}")
     registry.get(type)  # raises UnknownTaskType
+    if isinstance(dependencies, str | bytes | uuid.UUID):
+        raise InvalidTask("dependencies must be a list of task ids, not a single one")
     payloads_json = [serialize_payload(payload) for payload in payloads]
     dependency_ids = []
     for dependency in dependencies:
@@ -98,7 +103,11 @@ def _enqueue(
             dependency_ids.append(uuid.UUID(str(dependency)))
         except ValueError:
             raise DependencyNotFound(f"dependency is not a task id: {dependency!r}") from None
-    if not isinstance(priority, int) or not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]:
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]
+    ):
         raise InvalidTask(f"priority must be an integer from {PRIORITY_RANGE[0]} to {PRIORITY_RANGE[1]}: {priority!r}")
     texts = {
         "org_id": org_id,

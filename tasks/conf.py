@@ -16,6 +16,9 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 MAX_RETRIES = 3
 ERROR_LIMIT = 4000
+# The longest a duration setting may be: beyond, the database's intervals and the platform's
+# timers overflow, and no deployment means it.
+MAX_DURATION = 365 * 86400.0
 
 
 def parse_duration(text: str) -> float:
@@ -24,6 +27,8 @@ def parse_duration(text: str) -> float:
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else math.inf
     if not math.isfinite(seconds):
         raise ValueError(f"not a duration: {text!r} (use seconds, or a number with ms, s, m, h or d)")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"too long a duration: {text!r} (at most a year)")
     return seconds
 
 

@@ -128,8 +128,13 @@ class Task(models.Model):
                 name="status_is_known",
             ),
             models.CheckConstraint(condition=Q(dependencies_left__gte=0), name="dependencies_left_not_negative"),
+            # A key is held by a task that may still run: pending, running, or failed and
+            # waiting for its automatic retry.
             models.UniqueConstraint(
-                fields=["unique_key"], condition=Q(status__in=ACTIVE_STATUSES), name="tasks_unique_key_active"
+                fields=["unique_key"],
+                condition=Q(unique_key__isnull=False)
+                & (Q(status__in=ACTIVE_STATUSES) | Q(status="failed", next_retry_time__isnull=False)),
+                name="tasks_unique_key_active",
             ),
         ]
 
@@ -160,6 +165,10 @@ class Heartbeat(models.Model):
     token = models.UUIDField(primary_key=True)
     task = models.ForeignKey(Task, on_delete=models.DB_CASCADE, db_column="id", related_name="+")
     heartbeat = models.DateTimeField()
+    # The end of a run that its stopping pool could not record (another transaction held its
+    # task): {"as": "completed" | "failed", "error": ..., "requeueable": ...}, recorded by the
+    # next janitor pass of any pool.
+    ending = models.JSONField(null=True, blank=True)
 
     class Meta:
         db_table = "task_heartbeats"

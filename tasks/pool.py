@@ -52,6 +52,9 @@ EARLY_CANCEL_MEMORY = 60.0
 # DEFERRED_RETRY_MAX while it stays held; the run keeps its heartbeat meanwhile.
 DEFERRED_RETRY = 0.05
 DEFERRED_RETRY_MAX = 1.0
+# When a claim found ready tasks that another transaction held (another pool claiming them),
+# the pool looks again after this long rather than waiting for a notification.
+CONTENDED_RECHECK = 0.05
 # The end of the shutdown grace kept for what follows the handlers (requeue what they left,
 # end the threads, exit), so that the process exits within the grace. At most half of it.
 STOP_RESERVE = 0.5
@@ -151,18 +154,39 @@ class WorkerPool:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
         with self._dispatch:
             self._stop_deadline = deadline
-        self._workers_done.set()
-        with self._dispatch:
+            self._workers_done.set()
             self._dispatch.notify()
-        self._dispatcher.join(timeout=max(1.0, deadline - time.monotonic()))
-        # Runs still registered: handlers that outlived the grace, claims no worker took.
+        self._dispatcher.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._settle_ends()
+        # Runs still registered whose handler did not end: they outlived the grace.
         for context in self.running():
-            self._requeue_for_shutdown(context)
+            if not context.ended:
+                self._requeue_for_shutdown(context)
         self._halted.set()
         self._beat_now.set()
         for thread in (self._janitor, self._heartbeat, self._listener):
             thread.join(timeout=5.0)
         connection.close()
+
+    def _settle_ends(self) -> None:
+        """Record the ends the dispatcher left (it was backing off from a database error when
+        the deadline came), before anything is requeued: a task that ended must not run
+        again. What is still held is handed over, as the dispatcher does at its deadline."""
+        with self._dispatch:
+            if self._dispatcher.is_alive():
+                return  # it holds what it is recording; their heartbeats expire if it never does
+            left, self._outcomes = self._outcomes, []
+        if left:
+            try:
+                recorded = queue.finish_and_claim(left, [], 0)
+            except DatabaseError as exc:
+                connection.close()
+                logger.error(
+                    "could not record %d task ends at shutdown; their heartbeats will expire error=%r", len(left), exc
+                )
+                return
+            self._after_record(left, recorded)
+        self._hand_over_deferred()
 
     # --- dispatcher ---------------------------------------------------------------------
 
@@ -172,7 +196,8 @@ class WorkerPool:
         try:
             while True:
                 with self._dispatch:
-                    wake_at = min(next_check, self._next_hold_end(), self._next_deferred_attempt())
+                    stop_at = self._stop_deadline if self._workers_done.is_set() else float("inf")
+                    wake_at = min(next_check, self._next_hold_end(), self._next_deferred_attempt(), stop_at)
                     timeout = max(0.0, wake_at - time.monotonic())
                     self._dispatch.wait_for(self._dispatcher_has_work, timeout=timeout)
                     if self._outcomes:
@@ -195,7 +220,8 @@ class WorkerPool:
                         self._may_have_tasks = False
                 if not outcomes and limit == 0:
                     if self._workers_done.is_set() and not (self._deferred and self._before_stop_deadline()):
-                        return  # stop() requeues the runs whose end is still deferred
+                        self._hand_over_deferred()
+                        return
                     continue
                 try:
                     recorded = queue.finish_and_claim(outcomes, self.types, limit)
@@ -208,12 +234,36 @@ class WorkerPool:
                     continue
                 backoff.succeeded()
                 self._after_record(outcomes, recorded)
-                if len(recorded.claimed) == limit > 0:
+                if limit == 0:
+                    continue  # only ends were recorded: the safety re-check keeps its time
+                if len(recorded.claimed) == limit:
                     self.wake()  # a full batch: there may be more
+                elif recorded.contended:
+                    next_check = time.monotonic() + CONTENDED_RECHECK
                 else:
                     next_check = time.monotonic() + SAFETY_RECHECK
         finally:
             connection.close()
+
+    def _hand_over_deferred(self) -> None:
+        """At the stop deadline, leave the ends still held by other transactions to the
+        janitors of the pools that go on (queue.hand_over_ends): a task that ended must
+        not run again, and the pool cannot wait."""
+        with self._dispatch:
+            held, self._deferred = self._deferred, []
+        if not held:
+            return
+        try:
+            handed = queue.hand_over_ends(held)
+        except DatabaseError as exc:
+            logger.error("could not hand over %d held task ends; their heartbeats will expire error=%r", len(held), exc)
+            return
+        with self._lock:
+            for outcome in held:
+                self._unregister(outcome.run)
+        for outcome in held:
+            if outcome.run.token in handed:
+                logger.info("task end handed over to the next janitor pass %s", task_fields(outcome.run.task))
 
     # The next five are called with the dispatch lock held.
 
@@ -253,7 +303,10 @@ class WorkerPool:
         now = time.monotonic()
         held_too_long = self._next_hold_end() <= now
         deferred_due = self._next_deferred_attempt() <= now
-        return bool(self._outcomes) or claimable or held_too_long or deferred_due or self._workers_done.is_set()
+        # Once the workers are done, the dispatcher ends as soon as no end waits to be retried,
+        # or at the stop deadline.
+        stopping = self._workers_done.is_set() and (not self._deferred or now >= self._stop_deadline)
+        return bool(self._outcomes) or claimable or held_too_long or deferred_due or stopping
 
     def _after_record(self, outcomes: list[Outcome], recorded: queue.Recorded) -> None:
         deferred = {outcome.run.token for outcome in recorded.deferred}

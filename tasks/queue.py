@@ -7,6 +7,7 @@ is in sql/queries.sql, with the order in which it takes its locks.
 """
 
 import json
+import logging
 import random
 import time
 import uuid
@@ -18,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from psycopg.rows import DictRow, dict_row
 
 from tasks.conf import ERROR_LIMIT, MAX_RETRIES, tasking
@@ -31,6 +32,8 @@ PARENT_FAILED = "parent task failed"
 PARENT_CANCELED = "parent task canceled"
 
 Params = Mapping[str, Any]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -166,13 +169,21 @@ class Recorded:
 
     `owned`: the outcomes recorded, with the retry time of a failure (None when final).
     `deferred`: those not recorded because another transaction holds their task's row (or a
-    dependent's): still owned, to be recorded again later. Any other outcome was lost: its
-    run no longer owned its task.
+    dependent's), or an error of their own: still owned, to be recorded again later. Any other
+    outcome was lost: its run no longer owned its task (its heartbeat is dropped).
+    `contended`: the claim found ready tasks it could not take because another transaction
+    held them: there may be more to claim in a moment.
     """
 
     owned: dict[uuid.UUID, datetime | None]
     deferred: list[Outcome]
     claimed: list[Run]
+    contended: bool = False
+
+
+# How many heads of each served type a claim reads, per task it claims: enough that pools
+# claiming at the same time find other tasks than the ones the others hold.
+CLAIM_WINDOW = 4
 
 
 def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: int) -> Recorded:
@@ -182,25 +193,35 @@ def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: i
     cost one round trip, not a few per task: the completions, the release of their
     dependents, the heartbeats of stopped runs and the claim go to the server in one
     pipelined transaction. Failures and requeues, rarer and needing results to decide, each
-    get a transaction first. Nothing here waits for a row another transaction holds.
+    get a transaction first; a database error of one of them defers it without stopping the
+    rest. Nothing here waits for a row another transaction holds.
     """
     owned: dict[uuid.UUID, datetime | None] = {}
     deferred: list[Outcome] = []
+    lost: list[uuid.UUID] = []
     for outcome in outcomes:
         run = outcome.run
+        if outcome.ending not in (Ending.FAILED, Ending.REQUEUE):
+            continue
         try:
             if outcome.ending is Ending.FAILED:
                 assert outcome.error is not None, "a failure carries its error"
                 was_owned, retry_at = fail(run, outcome.error, requeueable=outcome.requeueable)
                 if was_owned:
                     owned[run.task.id] = retry_at
-            elif outcome.ending is Ending.REQUEUE:
-                if requeue(run.task.id, run.token, count_retry=False) is not None:
-                    owned[run.task.id] = None
+            elif requeue(run.task.id, run.token, count_retry=False) is not None:
+                owned[run.task.id] = None
         except TaskBusy:
             deferred.append(outcome)
+            continue
+        except DatabaseError as exc:
+            logger.warning("recording the end of a run failed task_id=%s error=%r", run.task.id, exc)
+            deferred.append(outcome)
+            continue
+        if run.task.id not in owned:
+            lost.append(run.token)
     completed = [o for o in outcomes if o.ending is Ending.COMPLETED]
-    stopped = [o.run.token for o in outcomes if o.ending is Ending.STOPPED]
+    stopped = [o.run.token for o in outcomes if o.ending is Ending.STOPPED] + lost
     if not completed and not stopped and limit <= 0:
         return Recorded(owned=owned, deferred=deferred, claimed=[])
     with _raw_connection() as conn, conn.pipeline():
@@ -213,23 +234,34 @@ def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: i
             if stopped:
                 _send(conn, "drop_heartbeats", {"tokens": stopped}).close()
             if limit > 0:
-                claim = _send(conn, "claim", {"types": list(types), "limit": limit})
+                params = {"types": list(types), "limit": limit, "window": CLAIM_WINDOW * limit}
+                claim = _send(conn, "claim", params)
+        lost_completions = []
         if locks is not None and ends is not None:
             done = {row["id"]: row["completed"] for row in ends.fetchall()}
-            for row, outcome in zip(locks.fetchall(), completed, strict=True):
-                if done.get(row["id"]):
-                    owned[row["id"]] = None
-                elif row["owned"]:
-                    deferred.append(outcome)
+            still_owned = {row["id"] for row in locks.fetchall() if row["owned"]}
             locks.close()
             ends.close()
+            for outcome in completed:
+                if done.get(outcome.run.task.id):
+                    owned[outcome.run.task.id] = None
+                elif outcome.run.task.id in still_owned:
+                    deferred.append(outcome)
+                else:
+                    lost_completions.append(outcome.run.token)
         rows = claim.fetchall() if claim is not None else []
+    if lost_completions:  # a run canceled while its handler completed: its heartbeat goes too
+        drop_heartbeats(lost_completions)
+    candidates = rows[0]["candidates"] if rows else 0
+    rows = [row for row in rows if row["id"] is not None]
+    contended = len(rows) < limit and candidates > len(rows)
     runs = sorted(map(_run_from_row, rows), key=lambda run: (-run.task.priority, run.task.queued_at, run.task.id))
-    return Recorded(owned=owned, deferred=deferred, claimed=runs)
+    return Recorded(owned=owned, deferred=deferred, claimed=runs, contended=contended)
 
 
 def _run_from_row(row: DictRow) -> Run:
     payload = row.pop("payload")
+    row.pop("candidates", None)
     task = Task(status=Task.Status.RUNNING, payload=None if payload is None else json.loads(payload), **row)
     return Run(task=task, token=row["token"])
 
@@ -273,7 +305,7 @@ def _fail(cursor: Cursor, task_id: uuid.UUID, token: uuid.UUID, error: str, *, r
     [row] = _execute(cursor, "fail", params)
     next_retry_time: datetime | None = row["next_retry_time"]
     if next_retry_time is None:
-        _cancel_descendants(cursor, [task_id], PARENT_FAILED, wait_first=False)
+        _cancel_descendants(cursor, [task_id], PARENT_FAILED)
     return next_retry_time
 
 
@@ -305,67 +337,65 @@ def _requeue(cursor: Cursor, task_id: uuid.UUID, token: uuid.UUID, *, count_retr
     raise TaskBusy(f"task {task_id} is held by another transaction")
 
 
-# How often a cancel starts over when dependents linked while it waited are held by others.
-CANCEL_ATTEMPTS = 5
+# How long a cancel keeps trying while other transactions hold the task or its descendants,
+# and its first and longest pause between tries.
+CANCEL_PATIENCE = 10.0
+CANCEL_PAUSE = (0.005, 0.25)
 
 
 def cancel(task_id: uuid.UUID) -> str:
     """Cancel a task and every unfinished descendant; return the status it had before.
 
     A finished task keeps its status but gets cancel_attempted, which stops a pending retry.
+    A cancel never waits for a lock while it holds one (so it can be in no deadlock): a row
+    another transaction holds makes it roll back to its savepoint, pause and try again, for
+    up to CANCEL_PATIENCE seconds, then raise TaskBusy.
     """
-    for attempt in range(CANCEL_ATTEMPTS):
+    deadline = time.monotonic() + CANCEL_PATIENCE
+    pause = CANCEL_PAUSE[0]
+    while True:
         try:
             with transaction.atomic(), _cursor() as cursor:
-                return _cancel(cursor, task_id, wait_later=attempt == CANCEL_ATTEMPTS - 1)
+                return _cancel(cursor, task_id)
         except TaskBusy:
-            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))  # let the holder finish
-    raise AssertionError("unreachable: the last attempt waits for its locks")
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(random.uniform(pause / 2, pause))  # jittered, so that two cancels part
+        pause = min(pause * 2, CANCEL_PAUSE[1])
 
 
-def _cancel(cursor: Cursor, task_id: uuid.UUID, *, wait_later: bool) -> str:
+def _cancel(cursor: Cursor, task_id: uuid.UUID) -> str:
     rows = _execute(cursor, "lock_task", {"id": task_id})
     if not rows:
         raise TaskNotFound(f"task does not exist: {task_id}")
+    if not rows[0]["locked"]:
+        raise TaskBusy(f"task {task_id} is held by another transaction")
     previous: str = rows[0]["status"]
     _execute(cursor, "cancel_task", {"id": task_id, "previous": previous})
     if previous in (Task.Status.PENDING, Task.Status.RUNNING):
-        _cancel_descendants(cursor, [task_id], PARENT_CANCELED, wait_first=True, wait_later=wait_later)
+        _cancel_descendants(cursor, [task_id], PARENT_CANCELED)
     elif previous == Task.Status.FAILED and rows[0]["next_retry_time"] is not None:
         # The retry it was waiting for will not come: its failure is final now.
-        _cancel_descendants(cursor, [task_id], PARENT_FAILED, wait_first=True, wait_later=wait_later)
+        _cancel_descendants(cursor, [task_id], PARENT_FAILED)
     return previous
 
 
-def _cancel_descendants(
-    cursor: Cursor, task_ids: list[uuid.UUID], reason: str, *, wait_first: bool, wait_later: bool = False
-) -> None:
-    """Cancel every unfinished descendant of tasks this transaction holds.
-
-    The descendants are locked in insertion order: a caller waits for them (`wait_first`),
-    the pool skips them and raises TaskBusy. A round that had to wait may then find
-    dependents linked meanwhile; their locks could come out of order, so they are taken
-    without waiting, and TaskBusy makes the caller start over (or, at its last attempt,
-    `wait_later`, wait for them: by then nothing else is left for it to hold).
-    """
+def _cancel_descendants(cursor: Cursor, task_ids: list[uuid.UUID], reason: str) -> None:
+    """Cancel every unfinished descendant of tasks this transaction holds, locked in insertion
+    order without waiting: TaskBusy if another transaction holds one. Each round looks again,
+    with a new snapshot, for dependents linked before the round's locks."""
     done: set[uuid.UUID] = set()
-    wait = wait_first
     while True:
         found = [row["id"] for row in _execute(cursor, "unfinished_descendants", {"ids": task_ids})]
         found = [task_id for task_id in found if task_id not in done]
         if not found:
             return
-        if wait:
-            locked = [row["id"] for row in _execute(cursor, "lock_unfinished", {"ids": found})]
-        else:
-            rows = _execute(cursor, "lock_unfinished_or_skip", {"ids": found})
-            if not all(row["locked"] for row in rows):
-                raise TaskBusy("a dependent task is held by another transaction")
-            locked = [row["id"] for row in rows]
-        if locked:
-            _execute(cursor, "cancel_locked", {"ids": locked, "reason": reason})
+        rows = _execute(cursor, "lock_unfinished_or_skip", {"ids": found})
+        if not all(row["locked"] for row in rows):
+            raise TaskBusy("a dependent task is held by another transaction")
+        if rows:
+            _execute(cursor, "cancel_locked", {"ids": [row["id"] for row in rows], "reason": reason})
         done.update(found)
-        wait = wait_later
 
 
 def refresh_heartbeats(runs: Sequence[Run]) -> set[uuid.UUID]:
@@ -376,23 +406,64 @@ def refresh_heartbeats(runs: Sequence[Run]) -> set[uuid.UUID]:
 
 
 def requeue_stale(timeout: float) -> list[tuple[uuid.UUID, str]]:
-    """Requeue (or fail, past the retry cap) the tasks whose heartbeat is older than `timeout`.
+    """Record the ends handed over by stopping pools, then requeue (or fail, past the retry
+    cap) the tasks whose heartbeat is older than `timeout`.
 
-    Returns (task id, new status) for each rescued task.
+    Returns (task id, new status) for each task rescued or whose end was recorded.
     """
     rescued = []
     with transaction.atomic(), _cursor() as cursor:
         for row in _execute(cursor, "stale_heartbeats", {"timeout": timeout}):
             try:
                 with transaction.atomic():
-                    status = _requeue(cursor, row["id"], row["token"], count_retry=True)
+                    if row["ending"] is not None:
+                        # Django's connection hands jsonb over as its text.
+                        ending = json.loads(row["ending"])
+                        status = _record_handed_over(cursor, row["id"], row["token"], ending)
+                    else:
+                        status = _requeue(cursor, row["id"], row["token"], count_retry=True)
             except TaskBusy:
-                continue  # a descendant is held: the next pass tries again
+                continue  # the task or a descendant is held: the next pass tries again
             if status is None:
                 _execute(cursor, "delete_heartbeat", {"token": row["token"]})
             else:
                 rescued.append((row["id"], status))
     return rescued
+
+
+def _record_handed_over(cursor: Cursor, task_id: uuid.UUID, token: uuid.UUID, ending: dict[str, Any]) -> str | None:
+    """Record an end that a stopping pool handed over (see hand_over_ends); TaskBusy, which
+    rolls back to the caller's savepoint (heartbeat and hand-over kept), while it is held."""
+    params = {"ids": [task_id], "tokens": [token]}
+    [lock] = _execute(cursor, "lock_ends", params)
+    if not lock["locked"]:
+        if lock["owned"]:
+            raise TaskBusy(f"task {task_id} is held by another transaction")
+        return None
+    if ending["as"] == Ending.FAILED:
+        requeueable = bool(ending.get("requeueable"))
+        _fail(cursor, task_id, token, str(ending.get("error", "")), requeueable=requeueable)
+        return Task.Status.FAILED
+    [completed] = _execute(cursor, "complete_ends", params)
+    if not completed["completed"]:
+        raise TaskBusy(f"a dependent of task {task_id} is held by another transaction")
+    return Task.Status.COMPLETED
+
+
+def hand_over_ends(outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
+    """Leave ends that could not be recorded in their runs' heartbeat rows, for the next
+    janitor pass of any pool to record (a stopping pool cannot wait for them). Returns the
+    tokens handed over; a run without its heartbeat any more is lost and has no end to hand."""
+    endings = [json.dumps({"as": o.ending.value, "error": o.error, "requeueable": o.requeueable}) for o in outcomes]
+    params = {"tokens": [o.run.token for o in outcomes], "endings": endings}
+    with transaction.atomic(), _cursor() as cursor:
+        return {row["token"] for row in _execute(cursor, "hand_over_ends", params)}
+
+
+def drop_heartbeats(tokens: Sequence[uuid.UUID]) -> None:
+    """Drop the heartbeats of runs that stopped without an end to record."""
+    with _cursor() as cursor:
+        _execute(cursor, "drop_heartbeats", {"tokens": list(tokens)})
 
 
 def retry_failed() -> list[uuid.UUID]:

@@ -21,13 +21,39 @@ class Migration(migrations.Migration):
             name="seq",
             field=models.BigIntegerField(db_default=tasks.models.NextTaskNumber(), editable=False),
         ),
-        # Tasks already queued are numbered in the order they were queued (their dependencies
-        # came first), not in the physical order that ADD COLUMN numbered them in.
+        # Tasks already queued are numbered in dependency order: by their depth in the graph
+        # (0 without dependencies, else one more than their deepest dependency), then as they
+        # were queued; never in the physical order that ADD COLUMN numbered them in. The
+        # migration fails if a dependency still does not come before its dependent.
         migrations.RunSQL(
             """
+            CREATE TEMPORARY TABLE task_depth ON COMMIT DROP AS SELECT id, 0 AS depth FROM tasks;
+            CREATE UNIQUE INDEX ON task_depth (id);
+            DO $$
+            BEGIN
+                LOOP
+                    UPDATE task_depth c SET depth = p.depth + 1
+                    FROM task_dependencies d JOIN task_depth p ON p.id = d.dependency_id
+                    WHERE c.id = d.task_id AND c.depth < p.depth + 1;
+                    EXIT WHEN NOT FOUND;
+                END LOOP;
+            END $$;
             UPDATE tasks t SET seq = o.n
-            FROM (SELECT id, row_number() OVER (ORDER BY queued_at, id) AS n FROM tasks) o
+            FROM (
+                SELECT t.id, row_number() OVER (ORDER BY d.depth, t.queued_at, t.id) AS n
+                FROM tasks t JOIN task_depth d USING (id)
+            ) o
             WHERE t.id = o.id;
+            DO $$
+            BEGIN
+                IF EXISTS (
+                    SELECT FROM task_dependencies d
+                    JOIN tasks t ON t.id = d.task_id JOIN tasks p ON p.id = d.dependency_id
+                    WHERE p.seq >= t.seq
+                ) THEN
+                    RAISE EXCEPTION 'a task would be numbered before one of its dependencies';
+                END IF;
+            END $$;
             SELECT setval('tasks_seq', coalesce(max(seq), 0) + 1, false) FROM tasks;
             ALTER SEQUENCE tasks_seq OWNED BY tasks.seq;
             """,

@@ -23,7 +23,7 @@ FOR KEY SHARE;
 -- name: insert_tasks
 -- Insert new tasks of one type, one per payload: pending, or canceled at once when a
 -- dependency already failed or was canceled. A task whose unique key an active task holds
--- is not inserted. Wakes the waiting pools on commit when a ready task was inserted
+-- (pending, running, or failed and waiting for its automatic retry) is not inserted. Wakes the waiting pools on commit when a ready task was inserted
 -- (Postgres folds repeated notifications within a transaction into one).
 WITH inserted AS (
     INSERT INTO tasks (id, type, payload, status, error, cancel_attempted, queued_at, org_id,
@@ -33,7 +33,10 @@ WITH inserted AS (
            clock_timestamp(), %(org_id)s::text, %(account_id)s::text, %(object_uuid)s::uuid, %(object_type)s::text,
            %(request_id)s::text, %(priority)s::int, 0, %(dependencies_left)s::int, %(unique_key)s::text
     FROM unnest(%(ids)s::uuid[], %(payloads)s::jsonb[]) AS new (id, payload)
-    ON CONFLICT (unique_key) WHERE status IN ('pending', 'running') DO NOTHING
+    ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL
+          AND (status IN ('pending', 'running') OR (status = 'failed' AND next_retry_time IS NOT NULL))
+        DO NOTHING
     RETURNING id
 )
 SELECT inserted.id
@@ -51,26 +54,35 @@ FROM unnest(%(ids)s::uuid[]) AS task_id CROSS JOIN unnest(%(dependency_ids)s::uu
 
 -- name: unique_key_holder
 -- The active task that holds a unique key.
-SELECT id FROM tasks WHERE unique_key = %(unique_key)s::text AND status IN ('pending', 'running');
+SELECT id FROM tasks
+WHERE unique_key = %(unique_key)s::text
+  AND (status IN ('pending', 'running') OR (status = 'failed' AND next_retry_time IS NOT NULL));
 
 -- name: claim
 -- Claim up to `limit` ready tasks of the given types, highest priority first, then oldest;
 -- each gets a new token and a heartbeat row in the same statement. The ready index leads
 -- with the type, so each served type is read on its own (a backlog of other types costs
--- nothing) and the heads of the types are merged.
+-- nothing), without locking, `window` heads each; of those, the first `limit` that no one
+-- else holds are locked (LockRows under the Limit: only those). `candidates` says how many
+-- heads were read (one row with it and no task when none was claimed): more than claimed,
+-- another transaction holds the rest, for now.
 WITH candidates AS MATERIALIZED (
-    SELECT ready.id, ready.priority, ready.queued_at
+    SELECT ready.id
     FROM unnest(%(types)s::text[]) AS served (type)
     CROSS JOIN LATERAL (
-        SELECT id, priority, queued_at
+        SELECT id
         FROM tasks
         WHERE type = served.type AND status = 'pending' AND dependencies_left = 0
         ORDER BY priority DESC, queued_at, id
-        LIMIT %(limit)s::int
-        FOR NO KEY UPDATE SKIP LOCKED
+        LIMIT %(window)s::int
     ) AS ready
-), picked AS (
-    SELECT id FROM candidates ORDER BY priority DESC, queued_at, id LIMIT %(limit)s::int
+), picked AS MATERIALIZED (
+    SELECT t.id
+    FROM tasks t
+    WHERE t.id IN (SELECT id FROM candidates) AND t.status = 'pending' AND t.dependencies_left = 0
+    ORDER BY t.priority DESC, t.queued_at, t.id
+    LIMIT %(limit)s::int
+    FOR NO KEY UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE tasks t
     SET status = 'running', token = gen_random_uuid(), started_at = clock_timestamp()
@@ -82,7 +94,9 @@ WITH candidates AS MATERIALIZED (
     INSERT INTO task_heartbeats (token, id, heartbeat)
     SELECT token, id, clock_timestamp() FROM claimed
 )
-SELECT * FROM claimed;
+SELECT claimed.*, counted.candidates
+FROM (SELECT count(*) AS candidates FROM candidates) AS counted
+LEFT JOIN claimed ON true;
 
 -- name: lock_ends
 -- Lock the tasks of runs whose end is about to be recorded (FOR UPDATE: see the top of this
@@ -195,8 +209,14 @@ FROM (
 LEFT JOIN (SELECT pg_notify('tasks', '') WHERE EXISTS (SELECT FROM requeued)) AS woken ON true;
 
 -- name: lock_task
--- Lock a task that a caller cancels (FOR UPDATE: see the top of this file), waiting for it.
-SELECT status, next_retry_time FROM tasks WHERE id = %(id)s::uuid FOR UPDATE;
+-- Lock a task that a caller cancels (FOR UPDATE: see the top of this file), without waiting:
+-- `locked` is false when another transaction holds it.
+WITH locked AS MATERIALIZED (
+    SELECT id, status, next_retry_time FROM tasks WHERE id = %(id)s::uuid FOR UPDATE SKIP LOCKED
+)
+SELECT t.id, coalesce(locked.status, t.status) AS status, locked.next_retry_time, locked.id IS NOT NULL AS locked
+FROM tasks t LEFT JOIN locked ON locked.id = t.id
+WHERE t.id = %(id)s::uuid;
 
 -- name: cancel_task
 -- Cancel a task locked by lock_task: a pending or running one becomes canceled; any task
@@ -219,14 +239,6 @@ WITH RECURSIVE descendants (id) AS (
     SELECT d.task_id FROM task_dependencies d JOIN descendants ON d.dependency_id = descendants.id
 )
 SELECT t.id FROM tasks t JOIN descendants USING (id) WHERE t.status IN ('pending', 'running');
-
--- name: lock_unfinished
--- Lock pending or running tasks in insertion order, waiting for them; those that finished
--- meanwhile are left out.
-SELECT id FROM tasks
-WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('pending', 'running')
-ORDER BY seq
-FOR UPDATE;
 
 -- name: lock_unfinished_or_skip
 -- Lock pending or running tasks in insertion order, skipping those another transaction
@@ -269,18 +281,29 @@ SELECT run.id, run.token
 FROM run
 WHERE NOT EXISTS (SELECT FROM tasks t WHERE t.id = run.id AND t.token = run.token AND t.status = 'running');
 
+-- name: hand_over_ends
+-- Leave the ends of runs that a stopping pool could not record (another transaction held
+-- their tasks) in their heartbeat rows, for the next janitor pass of any pool to record.
+UPDATE task_heartbeats h
+SET ending = run.ending
+FROM unnest(%(tokens)s::uuid[], %(endings)s::jsonb[]) AS run (token, ending)
+WHERE h.token = run.token
+RETURNING h.token;
+
 -- name: stale_heartbeats
--- Heartbeats older than the timeout: their worker died or stalled. Locked with their tasks,
--- skipping those held by others (a run being finished), so that two pools never rescue the
--- same run. Ages that span an outage say nothing of the workers, which could not beat
--- meanwhile: a janitor rescues only once its own session is a whole timeout old, so after a
--- restart or a failover every run has a full timeout to beat again.
-SELECT h.id, h.token
+-- Heartbeats with an end handed over to record, then those older than the timeout: their
+-- worker died or stalled. Locked with their tasks, skipping those held by others (a run being
+-- finished), so that two pools never rescue the same run. Ages that span an outage say
+-- nothing of the workers, which could not beat meanwhile: a janitor rescues a stale run only
+-- once its own session is a whole timeout old, so after a restart or a failover every run has
+-- a full timeout to beat again.
+SELECT h.id, h.token, h.ending
 FROM task_heartbeats h JOIN tasks t ON t.id = h.id
-WHERE h.heartbeat < clock_timestamp() - make_interval(secs => %(timeout)s::float8)
-    AND (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())
-        < clock_timestamp() - make_interval(secs => %(timeout)s::float8)
-ORDER BY h.heartbeat
+WHERE h.ending IS NOT NULL
+   OR (h.heartbeat < clock_timestamp() - make_interval(secs => %(timeout)s::float8)
+       AND (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())
+           < clock_timestamp() - make_interval(secs => %(timeout)s::float8))
+ORDER BY h.ending IS NULL, h.heartbeat
 LIMIT 100
 FOR NO KEY UPDATE OF t SKIP LOCKED
 FOR UPDATE OF h SKIP LOCKED;

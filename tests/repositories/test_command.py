@@ -121,7 +121,7 @@ def test_delete_soft_deletes_and_names_the_task_that_removes_the_snapshots():
         (["show", str(uuid.UUID(int=5))], f"no repository named '{uuid.UUID(int=5)}' in org shell"),
         (["snapshot", "taken"], "snapshots are not enabled for the repository 'taken'"),
         (["introspect", "taken"], "already queued: task "),
-        (["list", "--org", ""], "--org must be 1 to 255 printable characters: ''"),
+        (["list", "--org", ""], "--org must be 1 to 255 printable characters other than /: ''"),
         (["nightly", "--batch-size", "0"], "--batch-size must be at least 1: 0"),
     ],
 )

@@ -93,7 +93,8 @@ def test_one_repository_by_its_normalised_url_serves_every_organisation():
         ({"url": "https://mirror.example.com:99999/"}, "url", "url is not a valid URL: Port out of range"),
         ({"distribution_arch": "sparc"}, "distribution_arch", "distribution_arch must be one of any, x86_64"),
         ({"distribution_versions": ["9", ""]}, "distribution_versions", "has an invalid version: ''"),
-        ({"org_id": ""}, "org_id", "org_id must be 1 to 255 printable characters: ''"),
+        ({"org_id": ""}, "org_id", "org_id must be 1 to 255 printable characters other than /: ''"),
+        ({"org_id": "a/b"}, "org_id", "org_id must be 1 to 255 printable characters other than /: 'a/b'"),
         ({"gpg_key": "\x00"}, "gpg_key", "gpg_key must be text"),
     ],
 )

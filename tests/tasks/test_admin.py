@@ -186,3 +186,9 @@ def test_changelist_pages_forward_and_back_without_a_count(admin_client):
     assert len(first.context["cl"].result_list) == 2 and len(second.context["cl"].result_list) == 1
     assert "p=2" in first.content.decode() and "p=1" in second.content.decode()
     assert "3 tasks" not in first.content.decode()
+
+
+@pytest.mark.parametrize("page", ["99999999999999999999", "101", "-3", "x"])
+def test_a_page_out_of_reach_is_not_an_error(admin_client, page):
+    response = admin_client.get(CHANGELIST, {"p": page})
+    assert response.status_code in (200, 302)

@@ -15,9 +15,9 @@ def test_durations_read_like_the_originals(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "1x", "-1s", "1h30m", "soon", "1" + "0" * 400])
+@pytest.mark.parametrize("text", ["", "1x", "-1s", "1h30m", "soon", "1" + "0" * 400, "100000000d"])
 def test_a_bad_duration_says_what_is_accepted(text):
-    with pytest.raises(ValueError, match="use seconds, or a number with ms, s, m, h or d"):
+    with pytest.raises(ValueError, match="use seconds, or a number with ms, s, m, h or d|at most a year"):
         parse_duration(text)
 
 
@@ -42,6 +42,7 @@ def test_an_unknown_tasking_key_is_a_check_error_naming_it(settings):
         ("SHUTDOWN_GRACE", -1),
         ("PAYLOAD_LIMIT", True),
         ("HEARTBEAT", 10**400),
+        ("RETRY_WAIT_UPPER_BOUND", 100_000_000 * 86400.0),
     ],
 )
 def test_a_mistyped_tasking_value_is_a_check_error(settings, key, value):

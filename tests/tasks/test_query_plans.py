@@ -41,7 +41,7 @@ def plan(name: str, params: dict) -> str:
 
 
 def test_claim_reads_only_the_ready_index(big_table):
-    text = plan("claim", {"types": ["test.record"], "limit": 8})
+    text = plan("claim", {"types": ["test.record"], "limit": 8, "window": 32})
     assert "tasks_ready_idx" in text, text
     assert "Seq Scan on tasks" not in text, text
 
@@ -73,7 +73,8 @@ def insert_ready(type_: str, count: int) -> None:
 def claim_cost(types: list[str]) -> tuple[int, str]:
     """Buffers a claim of 8 touches, and its plan (run, then rolled back)."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + QUERIES["claim"], {"types": types, "limit": 8})
+        params = {"types": types, "limit": 8, "window": 32}
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + QUERIES["claim"], params)
         [explained] = cursor.fetchone()[0]
         transaction.set_rollback(True)
     top = explained["Plan"]

@@ -424,7 +424,7 @@ def test_a_rescue_and_an_end_of_the_same_run_never_wait_for_each_other(janitor_s
         worker.execute("SET statement_timeout = '5s'")
         time.sleep(max(0.0, STALE_AFTER - session_age(janitor)))
         stale = janitor.execute(QUERIES["stale_heartbeats"], {"timeout": STALE_AFTER}).fetchall()
-        assert stale == [(task_id, run.token)]
+        assert stale == [(task_id, run.token, None)]
         # The pool's step, while the rescue holds the run: skipped at once, still owned.
         assert worker.execute(QUERIES["lock_ends"], params).fetchall() == [(task_id, True, False)]
         worker.rollback()
@@ -521,6 +521,9 @@ def test_the_loader_rejects_a_duplicate_name():
         ({"request_id": "r\x00"}, "InvalidTask", "request_id is not storable text"),
         ({"object_uuid": "nope"}, "InvalidTask", "object_uuid is not a UUID: 'nope'"),
         ({"unique_key": "k\udc80"}, "InvalidTask", "unique_key is not storable text"),
+        ({"priority": True}, "InvalidTask", "priority must be an integer"),
+        ({"dependencies": uuid.UUID(int=1)}, "InvalidTask", "dependencies must be a list of task ids"),
+        ({"dependencies": "0000"}, "InvalidTask", "dependencies must be a list of task ids"),
     ],
 )
 def test_bad_enqueue_arguments_get_a_clear_error_and_write_nothing(kwargs, error, message):
@@ -560,3 +563,20 @@ def test_enqueue_many_queues_nothing_when_one_payload_is_invalid():
         client.enqueue_many("test.record", [{"n": 1}, {"n": object()}])
     assert not Task.objects.exists()
     assert client.enqueue_many("test.record", []) == []
+
+
+def test_a_unique_key_stays_held_by_a_failed_task_waiting_for_its_retry():
+    """Else a second task could take the key, and the retry of the first would break the
+    unique index (and with it every retry of the batch)."""
+    from tasks.exceptions import TaskAlreadyQueued
+
+    first = client.enqueue("test.flaky", {}, unique_key="refresh:1")
+    owned, retry_at = queue.fail(claim_one("test.flaky"), "boom", requeueable=True)
+    assert owned and retry_at is not None
+    with pytest.raises(TaskAlreadyQueued) as raised:
+        client.enqueue("test.flaky", {}, unique_key="refresh:1")
+    assert raised.value.task_id == first
+    Task.objects.filter(pk=first).update(next_retry_time=db_now() - datetime.timedelta(seconds=1))
+    assert queue.retry_failed() == [first]
+    queue.cancel(first)
+    assert client.enqueue("test.flaky", {}, unique_key="refresh:1") != first  # the key is free again

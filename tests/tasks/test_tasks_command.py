@@ -237,9 +237,10 @@ def test_enqueued_task_can_be_shown_and_canceled_through_the_client():
         ([b"tasks", b"list", b"--type", b"\xff"], "--type is not valid text: '\\udcff'"),
         ([b"tasks", b"enqueue", b"diagnostics.noop", b"--org", b"a\xff"], "org_id is not storable text"),
         ([b"tasks", b"enqueue", b"diagnostics.noop", b"--priority", b"9" * 30], "priority must be an integer"),
-        ([b"runworkers", b"--grace", b"inf"], "--grace must be a finite number of seconds above 0: inf"),
-        ([b"runworkers", b"--grace", b"nan"], "--grace must be a finite number of seconds above 0: nan"),
-        ([b"runworkers", b"--grace", b"0"], "--grace must be a finite number of seconds above 0: 0.0"),
+        ([b"runworkers", b"--grace", b"inf"], "--grace must be a number of seconds above 0, at most a year: inf"),
+        ([b"runworkers", b"--grace", b"nan"], "--grace must be a number of seconds above 0, at most a year: nan"),
+        ([b"runworkers", b"--grace", b"0"], "--grace must be a number of seconds above 0, at most a year: 0.0"),
+        ([b"runworkers", b"--grace", b"1e300"], "--grace must be a number of seconds above 0, at most a year: 1e+300"),
         ([b"runworkers", b"--types", b"\xff"], "unknown task type: '\\udcff'"),
     ],
 )

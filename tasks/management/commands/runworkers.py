@@ -14,7 +14,7 @@ from django.db import connection
 
 from tasks import registry
 from tasks.checks import POOL_OVERHEAD_CONNECTIONS
-from tasks.conf import tasking
+from tasks.conf import MAX_DURATION, tasking
 from tasks.exceptions import UnknownTaskType
 from tasks.pool import WorkerPool
 
@@ -47,8 +47,8 @@ class Command(BaseCommand):
         conf = tasking()
         workers = conf.worker_count if workers is None else workers
         grace = conf.shutdown_grace if grace is None else grace
-        if not (math.isfinite(grace) and grace > 0):
-            raise CommandError(f"--grace must be a finite number of seconds above 0: {grace}")
+        if not (math.isfinite(grace) and 0 < grace <= MAX_DURATION):
+            raise CommandError(f"--grace must be a number of seconds above 0, at most a year: {grace}")
         if workers < 1:
             raise CommandError("--workers must be at least 1")
         if workers + POOL_OVERHEAD_CONNECTIONS > conf.pool_limit:

@@ -12,7 +12,13 @@ class TasksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from tasks import checks  # noqa: F401  (registers the system checks)
+        from tasks import (
+            checks,  # noqa: F401  (registers the system checks)
+            observers,
+        )
+        from tasks.log_lines import TaskLogging
+
+        observers.subscribe(TaskLogging())  # the pool's lines about tasks
 
         # Every app's `handlers` module registers its task types, in the API and the workers alike.
         autodiscover_modules("handlers")

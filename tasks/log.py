@@ -20,6 +20,18 @@ def task_fields(task: "Task") -> str:
     return f"task_id={task.id} type={task.type} request_id={task.request_id or '-'}"
 
 
+class Fields:
+    """A task's fields, formatted only if a handler writes the line (logging's lazy %s)."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: "Task"):
+        self.task = task
+
+    def __str__(self) -> str:
+        return task_fields(self.task)
+
+
 class TaskLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger bound to one task: `key=value` fields are appended to each message."""
 

@@ -161,6 +161,8 @@ class Outcome:
     ending: Ending
     error: str | None = None
     requeueable: bool = False
+    # How long the handler ran, in seconds; None when it did not run.
+    duration: float | None = None
 
 
 @dataclass(frozen=True)

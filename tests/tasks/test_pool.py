@@ -11,8 +11,9 @@ from django.db import connection, transaction
 
 from tasks import client, queue
 from tasks.context import StopReason
+from tasks.handoff import AHEAD_HOLD
 from tasks.models import Heartbeat, Task
-from tasks.pool import AHEAD_HOLD, SAFETY_RECHECK
+from tasks.pool import SAFETY_RECHECK
 from tests.factories import HeartbeatFactory, TaskFactory
 from tests.handlers import recorder
 from tests.helpers import wait_until

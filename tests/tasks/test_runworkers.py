@@ -70,12 +70,12 @@ def test_two_processes_share_the_queue_without_running_a_task_twice(runworkers):
         timeout=60,
         message="all tasks to complete",
     )
-    # Every task ran in one run only: no requeue, one start line in one process.
+    # Every task ran in one run only: no requeue, one end line in one process.
     assert not Task.objects.exclude(retries=0).exists()
     logs = first.log() + second.log()
     for task_id in ids[:50]:
-        assert logs.count(f"task started task_id={task_id}") == 1
-    assert "task started" in first.log() and "task started" in second.log()
+        assert logs.count(f"task completed task_id={task_id}") == 1
+    assert "task completed" in first.log() and "task completed" in second.log()
 
 
 def test_a_pool_leaves_types_it_does_not_serve(runworkers):

@@ -103,7 +103,7 @@ class Command(BaseCommand):
             ("last introspection", upstream.last_introspection_time or "-"),
             ("error", upstream.last_introspection_error or "-"),
             ("failed introspections", upstream.failed_introspections_count),
-            ("snapshots", "yes" if configuration.snapshot else "no"),
+            ("snapshot", "on" if configuration.snapshot else "off"),
         ]
         for label, value in fields:
             self.stdout.write(f"{label + ':':<23}{value}")

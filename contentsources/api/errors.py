@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
-from rest_framework import exceptions, status
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -15,6 +16,18 @@ from repositories.exceptions import ConfigurationNotFound, InvalidInput, Reposit
 from tasks.exceptions import TaskAlreadyQueued, TaskError, TaskNotCancellable, TaskNotFound
 
 logger = logging.getLogger(__name__)
+
+
+class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
+    """One error of the envelope (for the schema: errors are built by `errors`)."""
+
+    status = serializers.IntegerField()
+    title = serializers.CharField()
+    detail = serializers.CharField()
+
+
+# The body of every 4xx and 5xx (its one field would hide Serializer.errors in a class).
+ErrorsSerializer = inline_serializer("Errors", {"errors": ErrorSerializer(many=True)})
 
 
 class Conflict(exceptions.APIException):
@@ -70,6 +83,17 @@ def _details(data: Any, field: str | None = None) -> list[str]:
 
 def _field(parent: str | None, key: object) -> str:
     return f"{parent}.{key}" if parent else str(key)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """handler400 of the URLconf: a request Django refuses before any view (a Host header not
+    in ALLOWED_HOSTS, a body over DATA_UPLOAD_MAX_MEMORY_SIZE)."""
+    return JsonResponse(errors(400, "the request cannot be served as sent"), status=400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """handler403 of the URLconf: refused outside DRF's views."""
+    return JsonResponse(errors(403, "forbidden"), status=403)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

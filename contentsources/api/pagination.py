@@ -56,9 +56,15 @@ class Envelope(BasePagination):
         return links
 
     def _link(self, offset: int) -> str:
-        query = {key: value for key, value in self.request.query_params.items() if key not in ("limit", "offset")}
-        query.update(limit=str(self.limit), offset=str(offset))
-        return f"{self.request.path}?{urlencode(sorted(query.items()))}"
+        # Every other parameter as given, repeated ones included, keys sorted as the original's.
+        query = [
+            (key, value)
+            for key, values in self.request.query_params.lists()
+            if key not in ("limit", "offset")
+            for value in values
+        ]
+        query += [("limit", str(self.limit)), ("offset", str(offset))]
+        return f"{self.request.path}?{urlencode(sorted(query, key=lambda item: item[0]))}"
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         link = {"type": "string"}
@@ -101,7 +107,7 @@ class Envelope(BasePagination):
 
 def _parameter(request: Request, name: str, default: int) -> int:
     text = request.query_params.get(name)
-    if text is None or text == "":
+    if text is None:
         return default
     if not text.isascii() or not text.isdigit() or len(text) > 18:
         raise ValidationError({name: [f"must be a non-negative integer, not {text[:20]!r}"]})

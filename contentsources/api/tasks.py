@@ -4,7 +4,6 @@ sees), one task, and its cancellation."""
 import uuid
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
@@ -13,13 +12,15 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from contentsources.api import params
 from contentsources.api.errors import Conflict
 from contentsources.api.identity import COMMUNITY_ORG, RED_HAT_ORG, Caller, caller_of
 from contentsources.api.pagination import Envelope
+from contentsources.api.schema import ApiSchema
 from repositories import selectors
 from repositories.exceptions import ConfigurationNotFound
 from repositories.models import RepositoryConfiguration
-from tasks import client
+from tasks import client, registry
 from tasks.models import Task
 
 
@@ -32,7 +33,7 @@ class TaskSerializer(serializers.Serializer[Task]):
     """A task as the original's API shows it (`created_at` is when it was queued)."""
 
     uuid = serializers.UUIDField(source="id")
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=Task.Status.values)
     created_at = serializers.DateTimeField(source="queued_at")
     ended_at = serializers.DateTimeField(source="finished_at", allow_null=True)
     error = serializers.CharField(allow_null=True)
@@ -51,13 +52,16 @@ def task_response(caller: Caller, task_id: uuid.UUID, *, status_code: int = stat
 
 
 TASK_FILTERS = [
-    OpenApiParameter("status", OpenApiTypes.STR, description="statuses, comma-separated"),
+    OpenApiParameter(
+        "status", OpenApiTypes.STR, description=f"statuses, comma-separated: some of {', '.join(Task.Status.values)}"
+    ),
     OpenApiParameter("type", OpenApiTypes.STR, description="a task type"),
     OpenApiParameter("repository_uuid", OpenApiTypes.UUID, description="tasks of this repository"),
 ]
 
 
 class TaskViewSet(viewsets.ViewSet):
+    schema = ApiSchema()
     lookup_field = "uuid"
     lookup_value_regex = "[^/]+"
     pagination_class = Envelope
@@ -65,14 +69,17 @@ class TaskViewSet(viewsets.ViewSet):
     @extend_schema(operation_id="listTasks", parameters=TASK_FILTERS, responses=TaskSerializer(many=True))
     def list(self, request: Request) -> Response:
         caller = caller_of(request)
-        statuses = _statuses(request.query_params.get("status"))
-        types = [request.query_params["type"]] if request.query_params.get("type") else None
+        statuses = _statuses(params.text(request, "status"))
+        task_type = params.text(request, "type", limit=255)
         repository = request.query_params.get("repository_uuid")
-        configuration = _configuration(caller, repository) if repository else None
+        configuration = _configuration(caller, repository) if repository is not None else None
         tasks = selectors.task_list(
-            orgs=visible_orgs(caller), statuses=statuses, types=types, configuration=configuration
+            orgs=visible_orgs(caller),
+            statuses=statuses,
+            types=[task_type] if task_type else None,
+            configuration=configuration,
         )
-        if repository and configuration is None:  # another organisation's, or none: none of its tasks
+        if repository is not None and configuration is None:  # another organisation's, or none: none of its tasks
             tasks = tasks.none()
         paginator = Envelope()
         page: Any = paginator.paginate_queryset(tasks, request, self)
@@ -99,6 +106,9 @@ class TaskViewSet(viewsets.ViewSet):
         task = _visible_task(caller, uuid)
         if task.org_id in (RED_HAT_ORG, COMMUNITY_ORG):
             raise ValidationError("Red Hat and Community tasks cannot be canceled")
+        handler = registry.find(task.type)
+        if handler is None or not handler.cancellable:  # whatever its status: it never could be
+            raise ValidationError(f"tasks of type {task.type!r} cannot be canceled")
         if task.status in (Task.Status.COMPLETED, Task.Status.CANCELED) or (
             task.status == Task.Status.FAILED and task.next_retry_time is None
         ):
@@ -110,12 +120,14 @@ class TaskViewSet(viewsets.ViewSet):
 
 
 def _visible_task(caller: Caller, task_id: str) -> Task:
+    """A task the caller sees: a malformed UUID is a 400, another organisation's task a 404."""
+    pk = params.uuid_value(task_id, "uuid")
     try:
         return Task.objects.only("id", "org_id", "status", "next_retry_time", "type").get(
-            pk=task_id, org_id__in=visible_orgs(caller)
+            pk=pk, org_id__in=visible_orgs(caller)
         )
-    except (Task.DoesNotExist, DjangoValidationError):
-        raise NotFound(f"task {task_id} not found") from None
+    except Task.DoesNotExist:
+        raise NotFound(f"task {pk} not found") from None
 
 
 def _statuses(text: str | None) -> list[str] | None:
@@ -130,10 +142,7 @@ def _statuses(text: str | None) -> list[str] | None:
 
 
 def _configuration(caller: Caller, text: str) -> RepositoryConfiguration | None:
-    try:
-        configuration_uuid = uuid.UUID(text)
-    except ValueError:
-        raise ValidationError({"repository_uuid": [f"not a UUID: {text[:40]!r}"]}) from None
+    configuration_uuid = params.uuid_value(text, "repository_uuid")
     try:
         return selectors.configuration_get(org_id=caller.org_id, uuid=configuration_uuid)
     except ConfigurationNotFound:

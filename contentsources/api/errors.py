@@ -5,7 +5,9 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
 from drf_spectacular.utils import inline_serializer
 from rest_framework import exceptions, serializers, status
@@ -33,6 +35,11 @@ ErrorsSerializer = inline_serializer("Errors", {"errors": ErrorSerializer(many=T
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "conflict"
+
+
+class TooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "the request body is too large"
 
 
 def errors(status_code: int, *details: str) -> dict[str, list[dict[str, Any]]]:
@@ -64,6 +71,10 @@ def _as_api_exception(exc: Exception) -> Exception:
         return exceptions.ValidationError(str(exc))
     if isinstance(exc, Http404):
         return exceptions.NotFound(str(exc) or "not found")
+    if isinstance(exc, RequestDataTooBig):
+        return TooLarge(f"the request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
+    if isinstance(exc, SuspiciousOperation):
+        return exceptions.ParseError("the request cannot be served as sent")
     if isinstance(exc, DjangoPermissionDenied):
         return exceptions.PermissionDenied(str(exc))
     return exc

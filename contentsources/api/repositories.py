@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from contentsources.api import params
 from contentsources.api.identity import caller_of
 from contentsources.api.pagination import Envelope
+from contentsources.api.parsers import JSON
 from contentsources.api.request_id import request_id_of
 from contentsources.api.schema import ApiSchema
 from contentsources.api.tasks import TaskSerializer, task_response
@@ -33,6 +34,8 @@ ORDERINGS = {
     "created_at": ("created_at", "uuid"),
 }
 
+# Repositories a bulk create takes at most: each is a transaction's worth of rows and tasks.
+BULK_LIMIT = 100
 ORDERING_CHOICES = [*ORDERINGS, *(f"-{key}" for key in ORDERINGS)]
 
 
@@ -129,6 +132,7 @@ TASK_CREATED = {
 
 class RepositoryViewSet(viewsets.ViewSet):
     schema = ApiSchema()
+    parser_classes = [JSON]
     lookup_field = "uuid"
     lookup_value_regex = "[^/]+"
     pagination_class = Envelope
@@ -166,8 +170,8 @@ class RepositoryViewSet(viewsets.ViewSet):
     )
     @action(detail=False, methods=["post"])
     def bulk_create(self, request: Request) -> Response:
-        """Create several repositories, all or none."""
-        inputs = _valid(RepositoryInputSerializer(data=request.data, many=True))
+        """Create several repositories (at most 100), all or none."""
+        inputs = _valid(RepositoryInputSerializer(data=request.data, many=True, max_length=BULK_LIMIT))
         if not inputs:
             raise ValidationError("give at least one repository")
         created = []

@@ -19,6 +19,7 @@ FORBIDDEN = "the organisation is one of those that own shared content (-1, -2, -
 BAD_REQUEST = "a parameter or the body is not valid; each error names its field"
 NOT_FOUND = "no such object in the caller's organisation"
 UNSUPPORTED = "the body is not JSON"
+TOO_LARGE = "the body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE"
 
 
 def drop_alias(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> list[tuple[str, str, str, Any]]:
@@ -51,6 +52,7 @@ class ApiSchema(AutoSchema):
         if "{uuid}" in self.path:
             errors["404"] = NOT_FOUND
         if self._get_request_body():
+            errors["413"] = TOO_LARGE
             errors["415"] = UNSUPPORTED
         for code, description in errors.items():
             responses.setdefault(code, {"description": description})

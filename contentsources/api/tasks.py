@@ -16,6 +16,7 @@ from contentsources.api import params
 from contentsources.api.errors import Conflict
 from contentsources.api.identity import COMMUNITY_ORG, RED_HAT_ORG, Caller, caller_of
 from contentsources.api.pagination import Envelope
+from contentsources.api.parsers import JSON
 from contentsources.api.schema import ApiSchema
 from repositories import selectors
 from repositories.exceptions import ConfigurationNotFound
@@ -62,6 +63,7 @@ TASK_FILTERS = [
 
 class TaskViewSet(viewsets.ViewSet):
     schema = ApiSchema()
+    parser_classes = [JSON]
     lookup_field = "uuid"
     lookup_value_regex = "[^/]+"
     pagination_class = Envelope

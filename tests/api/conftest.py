@@ -3,6 +3,7 @@ import logging
 import pytest
 from rest_framework.test import APIClient
 
+import tests.api.handlers  # noqa: F401  (registers the API tests' task types)
 from contentsources.api.identity import encode_identity
 from tests.api.factories import ORG_A, ORG_B
 

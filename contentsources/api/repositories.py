@@ -171,9 +171,9 @@ class RepositoryViewSet(viewsets.ViewSet):
     @action(detail=False, methods=["post"])
     def bulk_create(self, request: Request) -> Response:
         """Create several repositories (at most 100), all or none."""
-        inputs = _valid(RepositoryInputSerializer(data=request.data, many=True, max_length=BULK_LIMIT))
-        if not inputs:
-            raise ValidationError("give at least one repository")
+        if isinstance(request.data, list) and not 1 <= len(request.data) <= BULK_LIMIT:
+            raise ValidationError(f"give 1 to {BULK_LIMIT} repositories, not {len(request.data)}")
+        inputs = _valid(RepositoryInputSerializer(data=request.data, many=True))
         created = []
         with transaction.atomic():
             for position, fields in enumerate(inputs):

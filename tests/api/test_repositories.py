@@ -211,11 +211,11 @@ def test_bulk_create_is_all_or_nothing(api, second, detail):
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        ([], "give at least one repository"),
+        ([], "give 1 to 100 repositories, not 0"),
         ({"name": "a", "url": "https://a/"}, 'Expected a list of items but got type "dict".'),
         (
             [{"name": f"r{n}", "url": f"https://a/{n}"} for n in range(101)],
-            "Ensure this field has no more than 100 elements.",
+            "give 1 to 100 repositories, not 101",
         ),
     ],
     ids=["empty", "not-a-list", "too-many"],

@@ -1,6 +1,7 @@
 import logging
 
 import pytest
+from django.test.testcases import LiveServerThread, _StaticFilesHandler
 from rest_framework.test import APIClient
 
 import tests.api.handlers  # noqa: F401  (registers the API tests' task types)
@@ -30,6 +31,33 @@ def api(db) -> APIClient:
 def other(db) -> APIClient:
     """Organisation B's client."""
     return client_of(ORG_B, user="bob", account="acct-2")
+
+
+@pytest.fixture
+def snapshot_storage(settings, tmp_path):
+    """Snapshot files in a folder of the test (for the app here and a runworkers it starts)."""
+    location = tmp_path / "snapshots"
+    location.mkdir()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "snapshots": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(location)}},
+    }
+    return location
+
+
+@pytest.fixture
+def app_server(transactional_db):
+    """The project's WSGI app served over real HTTP on 127.0.0.1 (a port of its own), in a
+    thread of this process, on the test database; stopped at the end of the test. Its base
+    URL, e.g. http://127.0.0.1:40123."""
+    thread = LiveServerThread("127.0.0.1", _StaticFilesHandler, port=0)
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait(timeout=10)
+    if thread.error:
+        raise thread.error
+    yield f"http://127.0.0.1:{thread.port}"
+    thread.terminate()
 
 
 @pytest.fixture

@@ -29,7 +29,13 @@ class Envelope(BasePagination):
         self.limit = min(self.limit, MAX_LIMIT)
         self.offset = _parameter(request, "offset", 0)
         self.count = queryset.count()
-        return list(queryset[self.offset : self.offset + self.limit])
+        if self.offset == 0:
+            return list(queryset[: self.limit])
+        # The page's keys first, then its rows: what each row carries (a task's object and
+        # dependencies, subqueries) is then computed for the page only, not for every row
+        # skipped before it (3.4 s at offset 90,000 of 100,000 tasks, bench/api_tasks.py).
+        keys = queryset.values("pk")[self.offset : self.offset + self.limit]
+        return list(queryset.filter(pk__in=keys))
 
     def get_paginated_response(self, data: Any) -> Response:
         return Response(

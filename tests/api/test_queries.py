@@ -73,3 +73,9 @@ def test_the_task_list_filtered_by_repository_costs_one_query_more(api):
     RepositoryTaskFactory(configuration=configuration)
 
     assert queries(api, f"tasks/?repository_uuid={configuration.uuid}", 1) == 3
+
+
+def test_a_page_past_the_first_costs_no_more_queries(api):
+    linked_tasks(35)
+
+    assert queries(api, "tasks/?offset=5", 30) == queries(api, "tasks/", 35)

@@ -5,7 +5,10 @@ import datetime
 
 import pytest
 from django.utils import timezone
+from rest_framework import serializers
 
+from contentsources.api.identity import Caller
+from contentsources.api.tasks import TaskSerializer, tasks_of
 from repositories.services import DELETE_SNAPSHOTS, INTROSPECT, SNAPSHOT
 from tasks import queue
 from tasks.models import Task, TaskDependency
@@ -163,6 +166,24 @@ def test_list_filters_by_repository(api, other):
     # Another organisation's repository, or none: no tasks.
     assert uuids(api.get(f"{API}tasks/?repository_uuid={theirs.uuid}")) == []
     assert uuids(api.get(f"{API}tasks/?repository_uuid=00000000-0000-0000-0000-000000000000")) == []
+
+
+def test_each_task_is_shown_as_drf_s_fields_would_show_it(api, settings):
+    """TaskSerializer writes its fields in one step; DRF's way, field by field, agrees."""
+    configuration = ConfigurationFactory(name="r")
+    parent = RepositoryTaskFactory(configuration=configuration, failed=True)
+    child = RepositoryTaskFactory(configuration=configuration, type=SNAPSHOT, running=True)
+    TaskDependency.objects.create(task=child, dependency=parent)
+    TaskFactory(org_id="-1", account_id=None, object_type=None)
+    caller = Caller(org_id=ORG_A, account_number="", user="")
+
+    for zone in ("UTC", "Europe/Prague"):
+        settings.TIME_ZONE = zone
+        rows = list(tasks_of(caller))
+        assert len(rows) == 3
+        for row in rows:
+            fast = TaskSerializer(row).data
+            assert fast == serializers.Serializer.to_representation(TaskSerializer(), row), zone
 
 
 # Retrieve

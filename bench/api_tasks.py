@@ -16,10 +16,12 @@ Scenarios, by who owns the tasks:
   sparse   the caller 1,000, Red Hat and Community 500 each, 98,000 of 100 other organisations
 
 Prints p50 / p95 / p99 / max in ms per scenario, the queries per request, and with --explain
-the EXPLAIN (ANALYZE, BUFFERS) of each query of one request.
+the EXPLAIN (ANALYZE, BUFFERS) of each query of one request; first, as a baseline, the same
+figures for an empty page (no task at all): the framework's own cost, and the machine's noise.
 """
 
 import argparse
+import gc
 import json
 import sys
 import tempfile
@@ -119,29 +121,30 @@ def fill(rows: int, weights: dict[str, float]) -> dict[str, int]:
         return dict(cursor.fetchall())
 
 
-def client():
+def client(org_id: str = CALLER):
     from django.test import Client
 
     from contentsources.api.identity import encode_identity
 
     # As a request through the gateway: a host the settings allow, the caller's identity.
     return Client(
-        HTTP_HOST="localhost", HTTP_X_RH_IDENTITY=encode_identity(org_id=CALLER, account_number="1", user="bench")
+        HTTP_HOST="localhost", HTTP_X_RH_IDENTITY=encode_identity(org_id=org_id, account_number="1", user="bench")
     )
 
 
-def measure(requests: int) -> dict:
+def measure(requests: int, org_id: str = CALLER, items: int = 100) -> dict:
     """Latencies of `requests` GET tasks/ one after another, after a warm-up, in ms."""
-    api = client()
+    api = client(org_id)
     for _ in range(WARM_UP):
         response = api.get(PATH)
         assert response.status_code == 200, response.content
     samples = []
-    for _ in range(requests):
-        started = time.perf_counter()
-        response = api.get(PATH)
-        samples.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200 and len(response.json()["data"]) == 100
+    with FullCollections() as collections:
+        for _ in range(requests):
+            started = time.perf_counter()
+            response = api.get(PATH)
+            samples.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200 and len(response.json()["data"]) == items
     return {
         "p50": percentile(samples, 50),
         "p95": percentile(samples, 95),
@@ -149,23 +152,60 @@ def measure(requests: int) -> dict:
         "max": max(samples),
         "requests": requests,
         "unit": "ms",
+        "full_gc": len(collections.pauses),
+        "longest_full_gc": max(collections.pauses, default=0.0),
     }
 
 
-def explain() -> tuple[int, str]:
-    """The queries of one request, and the EXPLAIN (ANALYZE, BUFFERS) of each."""
+class FullCollections:
+    """The pauses (ms) of the garbage collector's full collections while it is entered: in
+    this process they are what the slowest requests wait for."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((time.perf_counter() - self._started) * 1000)
+
+    def __enter__(self) -> "FullCollections":
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def summary(figures: dict) -> str:
+    return (
+        f"p50 {figures['p50']:.1f} ms, p95 {figures['p95']:.1f} ms, p99 {figures['p99']:.1f} ms, "
+        f"max {figures['max']:.1f} ms ({figures['full_gc']} full GC, longest {figures['longest_full_gc']:.0f} ms)"
+    )
+
+
+def explain(visible: int) -> tuple[int, str]:
+    """The queries of a request for the first page, and of one for the last page; the
+    EXPLAIN (ANALYZE, BUFFERS) of each."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    with CaptureQueriesContext(connection) as captured:
-        assert client().get(PATH).status_code == 200
     out = []
-    with connection.cursor() as cursor:
-        for query in captured.captured_queries:
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + query["sql"])
-            plan = "\n".join(row[0] for row in cursor.fetchall())
-            out.append(f"-- {query['sql']}\n{plan}\n")
-    return len(captured), "\n".join(out)
+    queries = 0
+    for query_string in ("", f"?offset={max(visible - 100, 0)}"):
+        with CaptureQueriesContext(connection) as captured:
+            assert client().get(PATH + query_string).status_code == 200
+        queries = queries or len(captured)
+        with connection.cursor() as cursor:
+            for query in captured.captured_queries:
+                cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + query["sql"])
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+                out.append(f"-- GET tasks/{query_string}\n-- {query['sql']}\n{plan}\n")
+    return queries, "\n".join(out)
 
 
 def main(argv: list[str]) -> int:
@@ -187,18 +227,21 @@ def main(argv: list[str]) -> int:
         setup_django(env, Path(tempfile.gettempdir()) / "bench-api-tasks.log")
         from django.db import connection
 
+        # The same stack answering an empty page (an organisation with no task, an empty table):
+        # what the framework costs on this machine, and how noisy the machine is.
+        fill(0, {"bench-empty": 1000})
+        results["baseline"] = baseline = measure(args.requests, org_id="bench-empty", items=0)
+        print(f"baseline: empty page, over {args.requests} requests: {summary(baseline)}", flush=True)
         for name in args.scenario:
             owners = fill(args.tasks, SCENARIOS[name])
             figures = measure(args.requests)
-            queries, plans = explain()
-            figures.update(
-                queries=queries, tasks=args.tasks, visible=sum(owners.get(o, 0) for o in (CALLER, "-1", "-2"))
-            )
+            visible = sum(owners.get(org, 0) for org in (CALLER, "-1", "-2"))
+            queries, plans = explain(visible)
+            figures.update(queries=queries, tasks=args.tasks, visible=visible)
             results[name] = figures
             print(
                 f"{name}: {args.tasks:,} tasks, {figures['visible']:,} visible to the caller; "
-                f"GET tasks/ (100 a page) over {args.requests} requests: p50 {figures['p50']:.1f} ms, "
-                f"p95 {figures['p95']:.1f} ms, p99 {figures['p99']:.1f} ms, max {figures['max']:.1f} ms; "
+                f"GET tasks/ (100 a page) over {args.requests} requests: {summary(figures)}; "
                 f"{queries} queries a request",
                 flush=True,
             )

@@ -307,3 +307,13 @@ def test_the_schema_documents_the_cancel_endpoint(api):
     operation = paths["/api/content-sources/v1/tasks/{uuid}/cancel/"]["post"]
     assert operation["operationId"] == "cancelTask"
     assert set(operation["responses"]) >= {"204", "400", "404", "409"}
+
+
+def test_v1_0_serves_the_same_api(api):
+    task = TaskFactory(org_id=ORG_A)
+
+    response = api.get(f"/api/content-sources/v1.0/tasks/{task.id}/")
+
+    assert response.status_code == 200
+    assert response.json() == api.get(f"{API}tasks/{task.id}/").json()
+    assert not any("/v1.0/" in path for path in api.get(f"{API}openapi.json").json()["paths"])

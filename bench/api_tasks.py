@@ -215,10 +215,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--scenario", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--explain", action="store_true", help="print the EXPLAIN of each query of a request")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
+    parser.add_argument("--database", default="bench_api", help="the bench's own database (name starts with 'bench')")
     args = parser.parse_args(argv)
 
     server = Server.from_environment(ROOT)
-    database = BenchDatabase(server, "bench_api")
+    database = BenchDatabase(server, args.database)
     env = subprocess_env(database)
     database.create()
     results = {}
@@ -234,8 +235,8 @@ def main(argv: list[str]) -> int:
         print(f"baseline: empty page, over {args.requests} requests: {summary(baseline)}", flush=True)
         for name in args.scenario:
             owners = fill(args.tasks, SCENARIOS[name])
-            figures = measure(args.requests)
             visible = sum(owners.get(org, 0) for org in (CALLER, "-1", "-2"))
+            figures = measure(args.requests, items=min(visible, 100))
             queries, plans = explain(visible)
             figures.update(queries=queries, tasks=args.tasks, visible=visible)
             results[name] = figures

@@ -125,8 +125,8 @@ REPOSITORY_FILTERS = [
 ]
 TASK_CREATED = {
     201: TaskSerializer,
-    400: OpenApiResponse(description="bad request"),
-    409: OpenApiResponse(description="one is pending or running"),
+    400: OpenApiResponse(description="a malformed UUID, or a snapshot of a repository without snapshots"),
+    409: OpenApiResponse(description="one is pending or running: the detail names it"),
 }
 
 

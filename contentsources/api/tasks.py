@@ -149,9 +149,11 @@ class TaskViewSet(viewsets.ViewSet):
         request=None,
         responses={
             204: OpenApiResponse(description="canceled"),
-            400: OpenApiResponse(description="not cancellable"),
-            404: OpenApiResponse(description="no such task"),
-            409: OpenApiResponse(description="already finished"),
+            400: OpenApiResponse(
+                description="a malformed UUID, a type that cannot be canceled, or a Red Hat or Community task"
+            ),
+            404: OpenApiResponse(description="no such task in the caller's organisation"),
+            409: OpenApiResponse(description="already completed, canceled, or failed for good"),
         },
     )
     @action(detail=True, methods=["post"])

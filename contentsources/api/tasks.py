@@ -21,7 +21,6 @@ from contentsources.api.pagination import Envelope
 from contentsources.api.parsers import JSON
 from contentsources.api.schema import ApiSchema
 from repositories import selectors
-from repositories.exceptions import ConfigurationNotFound
 from repositories.models import RepositoryConfiguration
 from tasks import client, registry
 from tasks.models import Task
@@ -198,8 +197,8 @@ def _statuses(text: str | None) -> list[str] | None:
 
 
 def _configuration(caller: Caller, text: str) -> RepositoryConfiguration | None:
+    """A live configuration the caller's task list can name: its own, or Red Hat's or
+    Community's (their tasks show those as their `object_uuid`)."""
     configuration_uuid = params.uuid_value(text, "repository_uuid")
-    try:
-        return selectors.configuration_get(org_id=caller.org_id, uuid=configuration_uuid)
-    except ConfigurationNotFound:
-        return None
+    visible = selectors.configuration_list().filter(uuid=configuration_uuid, org_id__in=visible_orgs(caller))
+    return visible.first()

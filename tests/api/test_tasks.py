@@ -163,6 +163,8 @@ def test_list_filters_by_repository(api, other):
 
     assert uuids(api.get(f"{API}tasks/?repository_uuid={mine.uuid}")) == [str(task.id), str(red_hat_task.id)]
     assert uuids(other.get(f"{API}tasks/?repository_uuid={theirs.uuid}")) == [str(their_task.id), str(red_hat_task.id)]
+    # Red Hat's repository, as its tasks name it: the tasks about it the caller sees.
+    assert uuids(api.get(f"{API}tasks/?repository_uuid={red_hat.uuid}")) == [str(task.id), str(red_hat_task.id)]
     # Another organisation's repository, or none: no tasks.
     assert uuids(api.get(f"{API}tasks/?repository_uuid={theirs.uuid}")) == []
     assert uuids(api.get(f"{API}tasks/?repository_uuid=00000000-0000-0000-0000-000000000000")) == []

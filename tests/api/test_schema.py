@@ -16,6 +16,9 @@ from contentsources.api.identity import encode_identity
 from tests.api.conftest import API
 from tests.api.factories import ORG_A, ConfigurationFactory, RepositoryTaskFactory, SnapshotFactory, TaskFactory
 
+# Bounded: 25 examples an operation, each operation in well under this.
+pytestmark = pytest.mark.timeout(60)
+
 SEED = 20261130
 CONFIG = SchemathesisConfig.from_dict(
     {

@@ -14,5 +14,7 @@ urlpatterns = [
     path(f"{settings.CONTENT_URL_PREFIX}<str:org_id>/<uuid:snapshot_uuid>/<path:path>", serving.serve, name="content"),
 ]
 
+handler400 = errors.bad_request
+handler403 = errors.permission_denied
 handler404 = errors.not_found
 handler500 = errors.server_error

@@ -3,8 +3,10 @@
 import uuid
 
 from django.contrib.postgres.expressions import ArraySubquery
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
-from django.db.models import Case, F, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import CharField, F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.lookups import Exact
 
 from repositories.exceptions import ConfigurationNotFound
 from repositories.models import Package, RepositoryConfiguration, Snapshot, SnapshotFile
@@ -94,16 +96,21 @@ def task_list(
         tasks = tasks.filter(type__in=types)
     if configuration is not None:
         tasks = tasks.filter(object_type=OBJECT_TYPE, object_uuid=configuration.repository_id)
-    preference = Case(*(When(org_id=org, then=Value(rank)) for rank, org in enumerate(orgs)), default=Value(len(orgs)))
-    about = (
-        RepositoryConfiguration.objects.filter(repository_id=OuterRef("object_uuid"), org_id__in=orgs)
-        .annotate(preference=preference)
-        .order_by("preference", F("deleted_at").desc(nulls_first=True), "uuid")
+    # A repository task's configuration: the first organisation's, a live one before a deleted
+    # one. One index probe per task of the page (repository_id), as few expressions as can be:
+    # building and compiling them is a good part of a page's cost.
+    preference = Func(
+        Value(orgs, output_field=ArrayField(CharField())),
+        F("org_id"),
+        function="array_position",
+        output_field=IntegerField(),
     )
-    repository_task = Q(object_type=OBJECT_TYPE)
+    about = RepositoryConfiguration.objects.filter(
+        Exact(OuterRef("object_type"), OBJECT_TYPE), repository_id=OuterRef("object_uuid"), org_id__in=orgs
+    ).order_by(preference, F("deleted_at").desc(nulls_first=True), "uuid")
     return tasks.annotate(
-        object_configuration_uuid=Case(When(repository_task, then=Subquery(about.values("uuid")[:1]))),
-        object_name=Case(When(repository_task, then=Subquery(about.values("name")[:1]))),
+        object_configuration_uuid=Subquery(about.values("uuid")[:1]),
+        object_name=Subquery(about.values("name")[:1]),
         dependency_ids=ArraySubquery(TaskDependency.objects.filter(task_id=OuterRef("id")).values("dependency_id")),
         dependent_ids=ArraySubquery(TaskDependency.objects.filter(dependency_id=OuterRef("id")).values("task_id")),
     ).order_by("-queued_at", "-id")

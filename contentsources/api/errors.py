@@ -5,9 +5,12 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
-from rest_framework import exceptions, status
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -17,9 +20,26 @@ from tasks.exceptions import TaskAlreadyQueued, TaskError, TaskNotCancellable, T
 logger = logging.getLogger(__name__)
 
 
+class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
+    """One error of the envelope (for the schema: errors are built by `errors`)."""
+
+    status = serializers.IntegerField()
+    title = serializers.CharField()
+    detail = serializers.CharField()
+
+
+# The body of every 4xx and 5xx (its one field would hide Serializer.errors in a class).
+ErrorsSerializer = inline_serializer("Errors", {"errors": ErrorSerializer(many=True)})
+
+
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "conflict"
+
+
+class TooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "the request body is too large"
 
 
 def errors(status_code: int, *details: str) -> dict[str, list[dict[str, Any]]]:
@@ -51,6 +71,10 @@ def _as_api_exception(exc: Exception) -> Exception:
         return exceptions.ValidationError(str(exc))
     if isinstance(exc, Http404):
         return exceptions.NotFound(str(exc) or "not found")
+    if isinstance(exc, RequestDataTooBig):
+        return TooLarge(f"the request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
+    if isinstance(exc, SuspiciousOperation):
+        return exceptions.ParseError("the request cannot be served as sent")
     if isinstance(exc, DjangoPermissionDenied):
         return exceptions.PermissionDenied(str(exc))
     return exc
@@ -70,6 +94,17 @@ def _details(data: Any, field: str | None = None) -> list[str]:
 
 def _field(parent: str | None, key: object) -> str:
     return f"{parent}.{key}" if parent else str(key)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """handler400 of the URLconf: a request Django refuses before any view (a Host header not
+    in ALLOWED_HOSTS, a body over DATA_UPLOAD_MAX_MEMORY_SIZE)."""
+    return JsonResponse(errors(400, "the request cannot be served as sent"), status=400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """handler403 of the URLconf: refused outside DRF's views."""
+    return JsonResponse(errors(403, "forbidden"), status=403)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

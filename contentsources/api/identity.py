@@ -39,7 +39,7 @@ class IdentityAuthentication(BaseAuthentication):
             raise AuthenticationFailed(f"the {HEADER} header is missing")
         try:
             document = json.loads(base64.b64decode(raw, validate=True))
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, RecursionError):  # RecursionError: nested too deep
             raise AuthenticationFailed(f"the {HEADER} header is not base64 of a JSON document") from None
         identity = document.get("identity") if isinstance(document, dict) else None
         if not isinstance(identity, dict):

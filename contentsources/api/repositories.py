@@ -13,14 +13,17 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from contentsources.api import params
 from contentsources.api.identity import caller_of
 from contentsources.api.pagination import Envelope
+from contentsources.api.parsers import JSON
 from contentsources.api.request_id import request_id_of
+from contentsources.api.schema import ApiSchema
 from contentsources.api.tasks import TaskSerializer, task_response
 from repositories import selectors, services
 from repositories.exceptions import InvalidInput
 from repositories.models import Repository, RepositoryConfiguration, Snapshot
-from repositories.validation import normalize_url
+from repositories.validation import ARCHES, normalize_url
 from tasks.models import Task
 
 ORDERINGS = {
@@ -30,6 +33,10 @@ ORDERINGS = {
     "package_count": ("repository__package_count", "name", "uuid"),
     "created_at": ("created_at", "uuid"),
 }
+
+# Repositories a bulk create takes at most: each is a transaction's worth of rows and tasks.
+BULK_LIMIT = 100
+ORDERING_CHOICES = [*ORDERINGS, *(f"-{key}" for key in ORDERINGS)]
 
 
 def snapshot_url(request: Request, snapshot: Snapshot, org_id: str) -> str:
@@ -51,7 +58,7 @@ class SnapshotSerializer(serializers.Serializer[Snapshot]):
 
 class LastTaskSerializer(serializers.Serializer[Task]):
     uuid = serializers.UUIDField(source="id")
-    status = serializers.CharField()
+    status = serializers.CharField(help_text="as a task's (TaskStatusEnum)")
     type = serializers.CharField()
     created_at = serializers.DateTimeField(source="queued_at")
     ended_at = serializers.DateTimeField(source="finished_at", allow_null=True)
@@ -97,7 +104,7 @@ class RepositoryInputSerializer(serializers.Serializer[Any]):
     distribution_versions = serializers.ListField(
         child=serializers.CharField(max_length=32), required=False, max_length=64
     )
-    distribution_arch = serializers.CharField(max_length=32, required=False)
+    distribution_arch = serializers.ChoiceField(choices=ARCHES, required=False)
     gpg_key = serializers.CharField(required=False, allow_blank=True, max_length=65536, trim_whitespace=False)
     metadata_verification = serializers.BooleanField(required=False)
     module_hotfixes = serializers.BooleanField(required=False)
@@ -112,18 +119,20 @@ REPOSITORY_FILTERS = [
     OpenApiParameter(
         "ordering",
         OpenApiTypes.STR,
-        enum=[*ORDERINGS, *(f"-{key}" for key in ORDERINGS)],
+        enum=ORDERING_CHOICES,
         description="sort by this field; a leading - reverses",
     ),
 ]
 TASK_CREATED = {
     201: TaskSerializer,
-    400: OpenApiResponse(description="bad request"),
-    409: OpenApiResponse(description="one is pending or running"),
+    400: OpenApiResponse(description="a malformed UUID, or a snapshot of a repository without snapshots"),
+    409: OpenApiResponse(description="one is pending or running: the detail names it"),
 }
 
 
 class RepositoryViewSet(viewsets.ViewSet):
+    schema = ApiSchema()
+    parser_classes = [JSON]
     lookup_field = "uuid"
     lookup_value_regex = "[^/]+"
     pagination_class = Envelope
@@ -133,16 +142,15 @@ class RepositoryViewSet(viewsets.ViewSet):
     )
     def list(self, request: Request) -> Response:
         caller = caller_of(request)
-        params = request.query_params
-        url = params.get("url")
+        url = params.text(request, "url")
         configurations = selectors.configuration_list(
             org_id=caller.org_id,
-            name=params.get("name") or None,
+            name=params.text(request, "name"),
             url=_normalized_url(url) if url else None,
-            status=_status(params.get("status")),
-            search=params.get("search") or None,
+            status=params.choice(request, "status", Repository.Status.values),
+            search=params.text(request, "search"),
         ).select_related("last_snapshot_task")
-        configurations = configurations.order_by(*_ordering(params.get("ordering")))
+        configurations = configurations.order_by(*_ordering(params.choice(request, "ordering", ORDERING_CHOICES)))
         paginator = Envelope()
         page: Any = paginator.paginate_queryset(configurations, request, self)
         context = {"request": request, "org_id": caller.org_id}
@@ -153,7 +161,7 @@ class RepositoryViewSet(viewsets.ViewSet):
     )
     def create(self, request: Request) -> Response:
         configuration = _create(request, _valid(RepositoryInputSerializer(data=request.data)))
-        return self._repository(request, configuration.uuid, status.HTTP_201_CREATED)
+        return self._repository(request, str(configuration.uuid), status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="bulkCreateRepositories",
@@ -162,10 +170,10 @@ class RepositoryViewSet(viewsets.ViewSet):
     )
     @action(detail=False, methods=["post"])
     def bulk_create(self, request: Request) -> Response:
-        """Create several repositories, all or none."""
+        """Create several repositories (at most 100), all or none."""
+        if isinstance(request.data, list) and not 1 <= len(request.data) <= BULK_LIMIT:
+            raise ValidationError(f"give 1 to {BULK_LIMIT} repositories, not {len(request.data)}")
         inputs = _valid(RepositoryInputSerializer(data=request.data, many=True))
-        if not inputs:
-            raise ValidationError("give at least one repository")
         created = []
         with transaction.atomic():
             for position, fields in enumerate(inputs):
@@ -189,18 +197,16 @@ class RepositoryViewSet(viewsets.ViewSet):
         responses=RepositorySerializer,
     )
     def partial_update(self, request: Request, uuid: str) -> Response:
-        caller = caller_of(request)
         fields = _valid(RepositoryInputSerializer(data=request.data, partial=True))
-        configuration = selectors.configuration_get(org_id=caller.org_id, uuid=uuid)
+        configuration = _configuration(request, uuid)
         services.repository_configuration_update(
             configuration=configuration, request_id=request_id_of(request), **fields
         )
-        return self._repository(request, configuration.uuid)
+        return self._repository(request, str(configuration.uuid))
 
     @extend_schema(operation_id="deleteRepository", responses={204: OpenApiResponse(description="deleted")})
     def destroy(self, request: Request, uuid: str) -> Response:
-        caller = caller_of(request)
-        configuration = selectors.configuration_get(org_id=caller.org_id, uuid=uuid)
+        configuration = _configuration(request, uuid)
         services.repository_configuration_delete(configuration=configuration, request_id=request_id_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -208,7 +214,7 @@ class RepositoryViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["post"])
     def introspect(self, request: Request, uuid: str) -> Response:
         caller = caller_of(request)
-        configuration = selectors.configuration_get(org_id=caller.org_id, uuid=uuid)
+        configuration = _configuration(request, uuid)
         task_id = services.repository_introspect(configuration=configuration, request_id=request_id_of(request))
         return task_response(caller, task_id, status_code=status.HTTP_201_CREATED)
 
@@ -216,7 +222,7 @@ class RepositoryViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["post"])
     def snapshot(self, request: Request, uuid: str) -> Response:
         caller = caller_of(request)
-        configuration = selectors.configuration_get(org_id=caller.org_id, uuid=uuid)
+        configuration = _configuration(request, uuid)
         task_id = services.repository_snapshot(configuration=configuration, request_id=request_id_of(request))
         return task_response(caller, task_id, status_code=status.HTTP_201_CREATED)
 
@@ -224,7 +230,7 @@ class RepositoryViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["get"])
     def snapshots(self, request: Request, uuid: str) -> Response:
         caller = caller_of(request)
-        configuration = selectors.configuration_get(org_id=caller.org_id, uuid=uuid)
+        configuration = _configuration(request, uuid)
         paginator = Envelope()
         page: Any = paginator.paginate_queryset(selectors.snapshot_list(configuration=configuration), request, self)
         context = {"request": request, "org_id": caller.org_id}
@@ -235,9 +241,14 @@ class RepositoryViewSet(viewsets.ViewSet):
 
     def _repository(self, request: Request, uuid: Any, status_code: int = status.HTTP_200_OK) -> Response:
         caller = caller_of(request)
-        configuration = selectors.configuration_get(org_id=caller.org_id, uuid=uuid)
+        configuration = _configuration(request, uuid)
         context = {"request": request, "org_id": caller.org_id}
         return Response(RepositorySerializer(configuration, context=context).data, status=status_code)
+
+
+def _configuration(request: Request, uuid: str) -> RepositoryConfiguration:
+    """The caller's live configuration: a malformed UUID is a 400, another organisation's a 404."""
+    return selectors.configuration_get(org_id=caller_of(request).org_id, uuid=params.uuid_value(uuid, "uuid"))
 
 
 def _valid(serializer: serializers.Serializer[Any]) -> Any:
@@ -259,21 +270,8 @@ def _normalized_url(url: str) -> str:
         raise ValidationError({"url": [str(exc)]}) from None
 
 
-def _status(text: str | None) -> str | None:
-    if not text:
-        return None
-    if text not in Repository.Status.values:
-        raise ValidationError(
-            {"status": [f"unknown status {text[:40]!r}; use one of {', '.join(Repository.Status.values)}."]}
-        )
-    return text
-
-
 def _ordering(text: str | None) -> tuple[str, ...]:
-    if not text:
+    if text is None:
         return ORDERINGS["name"]
-    key = text.removeprefix("-")
-    if key not in ORDERINGS:
-        raise ValidationError({"ordering": [f"cannot order by {text[:40]!r}; use one of {', '.join(ORDERINGS)}"]})
-    fields = ORDERINGS[key]
+    fields = ORDERINGS[text.removeprefix("-")]
     return tuple(f"-{field}" for field in fields) if text.startswith("-") else fields

@@ -5,7 +5,9 @@ the request (through tasks.log.current_request_id) and of those tasks."""
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
+from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse
 
 from tasks.log import current_request_id
@@ -29,10 +31,16 @@ class RequestIdMiddleware:
         request_id = given if _ACCEPTED.match(given) else str(uuid.uuid4())
         # HttpRequest declares no such attribute; request_id_of reads it back.
         request.request_id = request_id  # type: ignore[attr-defined]
-        token = current_request_id.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            current_request_id.reset(token)
+        # Kept until the response is closed, not just until this returns: Django logs a 4xx or
+        # 5xx ("Bad Request: ...") after the middleware chain has returned.
+        current_request_id.set(request_id)
+        response = self.get_response(request)
         response[HEADER] = request_id
         return response
+
+
+def _forget_request_id(**kwargs: Any) -> None:
+    current_request_id.set(None)
+
+
+request_finished.connect(_forget_request_id, dispatch_uid="contentsources.api.request_id")

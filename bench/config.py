@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.database import BenchDatabase
+from bench.peer import PgQueuerPeer
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,9 @@ class Bench:
     log_dir: Path
     sizes: Sizes
     results: dict = field(default_factory=dict)  # workload name -> its figures, as they come
+    # pgqueuer, measured beside ours in ENQUEUE, DRAIN and LATENCY (None: --no-peers, --quick);
+    # its figures go to results["pgqueuer"][workload name].
+    peer: PgQueuerPeer | None = None
+
+    def peer_results(self, workload: str, figures: dict) -> None:
+        self.results.setdefault("pgqueuer", {})[workload] = figures

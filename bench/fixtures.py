@@ -23,7 +23,8 @@ FROM (SELECT n, now() - interval '1 hour' - (%(rows)s - n) * interval '1 second'
 
 
 def reset() -> None:
-    """Empty every table the bench writes to."""
+    """Empty every table the bench writes to. CASCADE: the domain's tables refer to `tasks`
+    (a repository's last task); in the bench's database they are empty."""
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE tasks, task_heartbeats, task_dependencies, bench_pickups CASCADE")
 

@@ -110,6 +110,28 @@ def rows(results: dict) -> list[tuple[str, str, dict | None, str]]:
                     continue
                 note = "table ran out of tasks: raise the fill" if ceiling[key]["exhausted"] else ""
                 out.append((name, label, ceiling[key]["tasks"], note))
+    out.extend(peer_rows(results.get("pgqueuer") or {}))
+    return out
+
+
+def peer_rows(peer: dict) -> list[tuple[str, str, dict | None, str]]:
+    """pgqueuer's figures, under the names of ours."""
+    if "skipped" in peer:
+        return [("pgqueuer", "not measured", None, "skipped: " + peer["skipped"].splitlines()[0])]
+    out = []
+    if enqueue := peer.get("enqueue"):
+        single, bulk = enqueue["single"], enqueue["bulk"]
+        out.append(("pgqueuer ENQUEUE", f"one per call ({single['tasks']:,})", single["rate"], ""))
+        out.append(("pgqueuer ENQUEUE", f"bulk, one call ({bulk['tasks']:,})", bulk["rate"], ""))
+    for processes, result in (peer.get("drain") or {}).items():
+        name = f"pgqueuer DRAIN {processes} process{'es' if processes != '1' else ''} ({result['tasks']:,})"
+        out.append((name, "first pick → last finish", result["rate"], ""))
+        out.append((name, "process spawn → last finish", result["rate_from_spawn"], ""))
+        out.append((name, "peak RSS per process", result["peak_rss"], ""))
+    if latency := peer.get("latency"):
+        name = f"pgqueuer LATENCY 1 process ({latency['tasks']}, {latency['gap_ms']:g} ms apart)"
+        for key in ("p50", "p95", "p99", "max"):
+            out.append((name, f"pickup {key}", latency[key], ""))
     return out
 
 
@@ -133,6 +155,35 @@ def ratios(results: dict) -> list[tuple[str, float | None]]:
         out.append(
             ("DRAIN 1×8 / CEILING (c) claim 10 + finish 10", ratio(drain_1x8, ceiling["claim10_finish"]["tasks"]))
         )
+    out.extend(peer_ratios(results))
+    return out
+
+
+def peer_ratios(results: dict) -> list[tuple[str, float | None]]:
+    """Ours / pgqueuer's, for each figure both sides have: above 1 ours is faster, except for
+    the pickup latencies, where below 1 ours is quicker."""
+    peer = results.get("pgqueuer") or {}
+    if not peer or "skipped" in peer:
+        return []
+    out = []
+    ours, theirs = results.get("enqueue") or {}, peer.get("enqueue") or {}
+    if ours and theirs:
+        for key, label in (("single", "one per call"), ("bulk", "bulk, one call")):
+            out.append((f"ENQUEUE {label}: ours / pgqueuer", ratio(ours[key]["rate"], theirs[key]["rate"])))
+    ours, theirs = results.get("drain") or {}, peer.get("drain") or {}
+    for layout, result in ours.items():
+        processes = layout.split("x")[0]
+        if processes not in theirs:
+            continue
+        against = f"pgqueuer {processes} process{'es' if processes != '1' else ''}"
+        for key, label in (("rate", "first claim → last finish"), ("rate_from_spawn", "process spawn → last finish")):
+            out.append(
+                (f"DRAIN {layout.replace('x', '×')} / {against}, {label}", ratio(result[key], theirs[processes][key]))
+            )
+    ours, theirs = results.get("latency") or {}, peer.get("latency") or {}
+    if ours and theirs:
+        for key in ("p50", "p99"):
+            out.append((f"pickup {key}: ours / pgqueuer (below 1: ours quicker)", ratio(ours[key], theirs[key])))
     return out
 
 
@@ -181,6 +232,7 @@ def entry(report: dict) -> str:
         f"(synchronous_commit={m['postgres_settings']['synchronous_commit']}, "
         f"shared_buffers={m['postgres_settings']['shared_buffers']}), Python {m['python']}",
         f"- server: {meta['server']}; load average (1/5/15 min) before {load_before}, after {load_after}",
+        *([peer_line(meta["peer"])] if meta.get("peer") else []),
         f"- duration: {meta['seconds']:.0f} s; 1-min load average after each workload: "
         + ", ".join(f"{name} {load:.2f}" for name, load in meta.get("load_after", {}).items()),
         "",
@@ -188,6 +240,15 @@ def entry(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def peer_line(peer: dict) -> str:
+    versions = ", ".join(f"{name} {version}" for name, version in peer["versions"].items())
+    return (
+        f"- peer: {versions}; `pgq run` with its defaults (batch_size {peer['settings']['batch_size']}, "
+        "no max_concurrent_tasks, one asyncpg connection per process), "
+        f"database {peer['database']} on the same server"
+    )
 
 
 def record(results_md: Path, report: dict) -> None:

@@ -1,10 +1,15 @@
 """Run the benchmark of issue 4: ENQUEUE, DRAIN, LATENCY, SCALE, CEILING.
 
-Usage: .venv/bin/python bench/run.py [--quick] [--only NAME ...] [--json PATH] [--record]
+Usage: .venv/bin/python bench/run.py [--quick] [--only NAME ...] [--json PATH] [--record] [--no-peers]
 
 Against DATABASE_URL's server if set, else the embedded one; always in a database of its own
 (--database, "bench" by default), dropped and created afresh, migrated, and dropped at the end.
 The code measured is the checkout this file is in.
+
+ENQUEUE, DRAIN and LATENCY also measure the peer, pgqueuer 1.6 with its default settings, run
+by turns with ours on the same server, in a database of its own ("<database>_pgqueuer") and
+from a virtual environment of its own, made on first use (bench/peer.py). Not with --quick,
+unless --peers; never with --no-peers.
 """
 
 import argparse
@@ -25,8 +30,10 @@ sys.path.insert(0, str(ROOT))
 # Imported once the checkout is on sys.path: the script runs from anywhere (E402).
 from bench.config import FULL, QUICK, Bench  # noqa: E402
 from bench.database import BenchDatabase, Server  # noqa: E402
+from bench.peer import PeerUnavailable, PgQueuerPeer  # noqa: E402
 
 WORKLOADS = ("enqueue", "drain", "latency", "scale", "ceiling")
+PEER_WORKLOADS = ("enqueue", "drain", "latency")  # the workloads pgqueuer is measured in too
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -41,6 +48,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per figure (default 3, 1 with --quick)")
     parser.add_argument("--database", default="bench", help="the bench's own database (name starts with 'bench')")
     parser.add_argument("--keep", action="store_true", help="keep the database and the worker logs afterwards")
+    parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        help="measure pgqueuer beside ours in enqueue, drain and latency (default: yes, except with --quick)",
+    )
     return parser.parse_args(argv)
 
 
@@ -96,6 +108,8 @@ def main(argv: list[str]) -> int:
     database = BenchDatabase(server, args.database)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     env = subprocess_env(database)
+    with_peer = (not args.quick if args.peers is None else args.peers) and any(n in PEER_WORKLOADS for n in selected)
+    peer = PgQueuerPeer(root=ROOT, server=server, database=f"{args.database}_pgqueuer", log_dir=log_dir)
     failed = False
     print(f"bench: database {args.database} on {server.host}:{server.port}; logs in {log_dir}", file=sys.stderr)
     try:
@@ -107,6 +121,14 @@ def main(argv: list[str]) -> int:
 
         modules = {"enqueue": enqueue, "drain": drain, "latency": latency, "scale": scale, "ceiling": ceiling}
         bench = Bench(root=ROOT, database=database, env=env, log_dir=log_dir, sizes=sizes)
+        if with_peer:
+            try:
+                peer.setup()
+                bench.peer = peer
+                print(f"bench: peer pgqueuer {peer.versions} in database {peer.database.name}", file=sys.stderr)
+            except PeerUnavailable as exc:
+                bench.results["pgqueuer"] = {"skipped": f"its virtual environment could not be made: {exc}"}
+                print(f"bench: pgqueuer skipped: {exc}", file=sys.stderr)
         load_after = {}
         for name in selected:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
@@ -127,6 +149,7 @@ def main(argv: list[str]) -> int:
                 "load_after": load_after,
                 "seconds": time.monotonic() - started,
                 "machine": report.machine(ROOT),
+                "peer": peer.describe() if bench.peer else None,
             },
             "results": bench.results,
         }
@@ -145,8 +168,11 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         close_django()
+        peer.close()
         if not args.keep:
             database.drop()
+            if with_peer:
+                peer.drop()
             if not failed:
                 shutil.rmtree(log_dir, ignore_errors=True)
 

@@ -26,6 +26,8 @@ class WorkerProcesses:
     keeps each one's peak.
     """
 
+    program = "runworkers"  # what the processes are, for error messages
+
     def __init__(
         self,
         *,
@@ -79,10 +81,14 @@ class WorkerProcesses:
             str(self.grace),
         ]
 
+    def layout(self) -> str:
+        """How the log files name the processes' layout."""
+        return f"{self.count}x{self.workers}"
+
     def start(self) -> None:
         self.spawned_at = time.time()
         for n in range(self.count):
-            log_path = self.log_dir / f"{self.name}-{self.count}x{self.workers}-{int(self.spawned_at * 1000)}-{n}.log"
+            log_path = self.log_dir / f"{self.name}-{self.layout()}-{int(self.spawned_at * 1000)}-{n}.log"
             with log_path.open("w") as log:
                 process = subprocess.Popen(
                     self.command(), cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT
@@ -117,7 +123,7 @@ class WorkerProcesses:
         """Raise, with the end of its log, if a process has exited."""
         for process, log_path in zip(self.processes, self.log_paths, strict=True):
             if process.poll() is not None:
-                raise RuntimeError(f"runworkers exited with {process.returncode}:\n{tail(log_path)}")
+                raise RuntimeError(f"{self.program} exited with {process.returncode}:\n{tail(log_path)}")
 
     def wait_started(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until every process has logged that its pool started."""

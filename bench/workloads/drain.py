@@ -5,6 +5,10 @@ one), then whether all ours completed. The rate is read from the `tasks` table:
 tasks / (last finished_at - first started_at), the pool's own throughput. The rate from the
 moment the processes were spawned, which adds the interpreter's and Django's start-up, is
 kept beside it.
+
+With the peer, each run of ours is followed by the same drain on pgqueuer's side: as many
+`pgq run` processes as ours has, each with pgqueuer's default concurrency, its times read from
+its own log table (bench/peer.py).
 """
 
 import time
@@ -20,13 +24,19 @@ MIB = 1024 * 1024
 
 def run(bench: Bench) -> dict:
     sizes = bench.sizes
-    results = {}
+    results, peer_results = {}, {}
     for processes, workers in sizes.drain_layouts:
-        runs = []
-        for _ in range(sizes.runs):
+        runs, peer_runs = [], []
+        for _ in range(sizes.runs):  # ours, then the peer's, each time: they share the machine's state
             fixtures.reset()
             runs.append(drain_once(bench, processes=processes, workers=workers, tasks=sizes.drain_tasks))
+            if bench.peer:
+                peer_runs.append(bench.peer.drain_once(processes=processes, tasks=sizes.drain_tasks))
         results[f"{processes}x{workers}"] = summarize(runs)
+        if bench.peer:
+            peer_results[str(processes)] = summarize(peer_runs)  # its default concurrency per process
+    if bench.peer:
+        bench.peer_results("drain", peer_results)
     return results
 
 

@@ -2,6 +2,10 @@
 
 The harness's Django connection is in autocommit, so each `client.enqueue` is a transaction
 of its own, committed (and its NOTIFY sent) before the call returns.
+
+With the peer, each run of ours is followed by the same run of pgqueuer's client (one
+`Queries.enqueue` per job, autocommit, then one call for all), timed in its own process
+after its connection is open (bench/peers/pgqueuer/client.py).
 """
 
 import time
@@ -14,13 +18,29 @@ from tasks import client
 
 def run(bench: Bench) -> dict:
     sizes = bench.sizes
-    single, bulk = [], []
-    for _ in range(sizes.runs):
+    peer = bench.peer
+    single, bulk, peer_single, peer_bulk = [], [], [], []
+    for _ in range(sizes.runs):  # ours, then the peer's, each time: they share the machine's state
         fixtures.reset()
         single.append(one_at_a_time(sizes.enqueue_single))
+        if peer:
+            peer.reset()
+            peer_single.append(peer.enqueue_single(sizes.enqueue_single))
         fixtures.reset()
         bulk.append(in_one_call(sizes.enqueue_bulk))
+        if peer:
+            peer.reset()
+            peer_bulk.append(peer.enqueue_bulk(sizes.enqueue_bulk))
     fixtures.reset()
+    if peer:
+        peer.reset()
+        bench.peer_results(
+            "enqueue",
+            {
+                "single": {"tasks": sizes.enqueue_single, "rate": figure(peer_single, "tasks/s")},
+                "bulk": {"tasks": sizes.enqueue_bulk, "rate": figure(peer_bulk, "tasks/s")},
+            },
+        )
     return {
         "single": {"tasks": sizes.enqueue_single, "rate": figure(single, "tasks/s")},
         "bulk": {"tasks": sizes.enqueue_bulk, "rate": figure(bulk, "tasks/s")},

@@ -4,9 +4,14 @@ Pickup latency = the handler body's start (`bench.pickup` records time.time() fi
 minus the enqueue's commit (time.time() right after `client.enqueue` returns, which is after
 the COMMIT and the client's log line, so the figure errs a few microseconds low). Both clocks
 are this host's.
+
+With the peer, one idle `pgq run` serves pgqueuer's `bench.pickup` beside our pool: after
+both warm-ups, each run of ours is followed by the same run on pgqueuer's side (its client
+enqueues, its handler appends its first `time.time()` to a file: bench/peer.py).
 """
 
 import time
+from contextlib import nullcontext
 
 from django.db import connection
 
@@ -20,27 +25,44 @@ PICKUP = "bench.pickup"
 WARM_UP_TASKS = 16
 LISTEN_TIMEOUT = 15.0
 PICKUP_TIMEOUT = 30.0
+PEER_START_TIMEOUT = 60.0
 
 
 def run(bench: Bench) -> dict:
     sizes = bench.sizes
     fixtures.reset()
-    per_run = []
-    with WorkerProcesses(
-        root=bench.root,
-        env=bench.env,
-        log_dir=bench.log_dir,
-        processes=1,
-        workers=sizes.latency_workers,
-        types=[PICKUP],
-        name="latency",
-    ) as pool:
+    per_run, peer_runs = [], []
+    with (
+        WorkerProcesses(
+            root=bench.root,
+            env=bench.env,
+            log_dir=bench.log_dir,
+            processes=1,
+            workers=sizes.latency_workers,
+            types=[PICKUP],
+            name="latency",
+        ) as pool,
+        bench.peer.pickup_consumer() if bench.peer else nullcontext() as peer,
+    ):
         pool.wait_started()
         wait_listening(pool)
         measure(pool, WARM_UP_TASKS, gap=sizes.latency_gap)  # connections opened, statements prepared
-        for _ in range(sizes.runs):
+        if peer:  # its start-up is waited for here: the first warm-up job waits for its first dequeue
+            peer.latencies(WARM_UP_TASKS, sizes.latency_gap, timeout=PEER_START_TIMEOUT)
+        for _ in range(sizes.runs):  # ours, then the peer's, each time; both pools idle meanwhile
             per_run.append(measure(pool, sizes.latency_tasks, gap=sizes.latency_gap))
+            if peer:
+                peer_runs.append(summarize(peer.latencies(sizes.latency_tasks, sizes.latency_gap)))
     fixtures.reset()
+    if bench.peer:
+        bench.peer_results(
+            "latency",
+            {
+                "tasks": sizes.latency_tasks,
+                "gap_ms": sizes.latency_gap * 1000,
+                **{key: figure([r[key] for r in peer_runs], "ms") for key in ("p50", "p95", "p99", "max")},
+            },
+        )
     return {
         "tasks": sizes.latency_tasks,
         "gap_ms": sizes.latency_gap * 1000,
@@ -76,7 +98,10 @@ def measure(pool: WorkerProcesses, count: int, *, gap: float) -> dict:
         task_id = client.enqueue(PICKUP, {"n": n})
         committed[task_id] = time.time()
     started = wait_pickups(pool, count)
-    latencies = [(started[task_id] - at) * 1000 for task_id, at in committed.items()]
+    return summarize([(started[task_id] - at) * 1000 for task_id, at in committed.items()])
+
+
+def summarize(latencies: list[float]) -> dict:
     return {
         "p50": percentile(latencies, 50),
         "p95": percentile(latencies, 95),

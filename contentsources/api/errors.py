@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from repositories.exceptions import ConfigurationNotFound, InvalidInput, RepositoryError, SnapshotsNotEnabled
-from tasks.exceptions import TaskAlreadyQueued, TaskError, TaskNotCancellable, TaskNotFound
+from tasks.exceptions import TaskAlreadyQueued, TaskBusy, TaskError, TaskNotCancellable, TaskNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,13 @@ ErrorsSerializer = inline_serializer("Errors", {"errors": ErrorSerializer(many=T
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "conflict"
+
+
+class Busy(Conflict):
+    """Another transaction holds what the request changes, for longer than the framework
+    waits: nothing was changed; DRF sends `wait` as Retry-After."""
+
+    wait = 1
 
 
 class TooLarge(exceptions.APIException):
@@ -67,6 +74,8 @@ def _as_api_exception(exc: Exception) -> Exception:
         return exceptions.ValidationError(str(exc))
     if isinstance(exc, TaskAlreadyQueued):
         return Conflict(f"task {exc.task_id} is already pending or running")
+    if isinstance(exc, TaskBusy):
+        return Busy(f"{exc}; nothing was changed, try again")
     if isinstance(exc, TaskError | RepositoryError):
         return exceptions.ValidationError(str(exc))
     if isinstance(exc, Http404):

@@ -152,7 +152,10 @@ class TaskViewSet(viewsets.ViewSet):
                 description="a malformed UUID, a type that cannot be canceled, or a Red Hat or Community task"
             ),
             404: OpenApiResponse(description="no such task in the caller's organisation"),
-            409: OpenApiResponse(description="already completed, canceled, or failed for good"),
+            409: OpenApiResponse(
+                description="already completed, canceled, or failed for good; or held by another"
+                " transaction for longer than a cancel waits (Retry-After says when to try again)"
+            ),
         },
     )
     @action(detail=True, methods=["post"])

@@ -3,6 +3,7 @@ organisation sees and none cancels."""
 
 import datetime
 
+import psycopg
 import pytest
 from django.utils import timezone
 from rest_framework import serializers
@@ -12,9 +13,10 @@ from contentsources.api.tasks import TaskSerializer, tasks_of
 from repositories.services import DELETE_SNAPSHOTS, INTROSPECT, SNAPSHOT
 from tasks import queue
 from tasks.models import Task, TaskDependency
-from tests.api.conftest import API
+from tests.api.conftest import API, client_of
 from tests.api.factories import ORG_A, ORG_B, ConfigurationFactory, RepositoryTaskFactory, TaskFactory
 from tests.api.handlers import RETRIED
+from tests.helpers import database_url
 
 TASK_FIELDS = {
     "uuid",
@@ -319,3 +321,20 @@ def test_v1_0_serves_the_same_api(api):
     assert response.status_code == 200
     assert response.json() == api.get(f"{API}tasks/{task.id}/").json()
     assert not any("/v1.0/" in path for path in api.get(f"{API}openapi.json").json()["paths"])
+
+
+def test_cancel_a_task_another_transaction_holds_is_a_409_to_retry_and_changes_nothing(transactional_db, monkeypatch):
+    api = client_of(ORG_A)
+    task = RepositoryTaskFactory(configuration=ConfigurationFactory())
+    monkeypatch.setattr(queue, "CANCEL_PATIENCE", 0.2)
+    with psycopg.connect(database_url(), autocommit=True) as holder, holder.transaction():
+        holder.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", [task.id])
+
+        response = cancel(api, task)
+
+    assert response.status_code == 409 and response["Retry-After"] == "1"
+    detail = response.json()["errors"][0]["detail"]
+    assert detail == f"task {task.id} is held by another transaction; nothing was changed, try again"
+    task.refresh_from_db()
+    assert (task.status, task.cancel_attempted) == ("pending", False)
+    assert cancel(api, task).status_code == 204  # once the holder has committed

@@ -1,5 +1,8 @@
 """Fixtures of the fault-injection suite, its --long mode, and its summary lines."""
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from tests.helpers import database_url
@@ -63,8 +66,11 @@ def fleet(transactional_db, tmp_path):
 
 
 @pytest.fixture
-def throwaway_postgres(tmp_path):
-    """A PostgreSQL server of this test's own, started as the project starts its embedded one."""
-    server = ThrowawayPostgres(tmp_path / "pg")
-    yield server
-    server.close()
+def throwaway_postgres():
+    """A PostgreSQL server of this test's own, started as the project starts its embedded one.
+    Its folder is not under pytest's temporary root: as root, the server runs as a user of its
+    own, and every pytest session that starts resets that root to be root's alone."""
+    with tempfile.TemporaryDirectory(prefix="throwaway-postgres-") as folder:
+        server = ThrowawayPostgres(Path(folder) / "pg")
+        yield server
+        server.close()

@@ -213,7 +213,7 @@ def test_the_entrypoint_refuses_to_start_without_a_database_url(tmp_path):
 
 @pytest.mark.parametrize(
     ("touched", "problem"),
-    [(0, "the worker pool has not reported itself alive yet"), (-60, "last reported itself alive 60s ago")],
+    [(0, r"the worker pool has not reported itself alive yet"), (-600, r"last reported itself alive 60\ds ago")],
     ids=["never", "stale"],
 )
 def test_the_health_check_of_a_worker_reads_the_age_of_its_file(tmp_path, touched, problem):
@@ -225,4 +225,4 @@ def test_the_health_check_of_a_worker_reads_the_age_of_its_file(tmp_path, touche
         {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "WORKER_HEALTH_FILE": str(health_file)}
     )
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("unhealthy: ") and result.stderr.strip().endswith(problem)
+    assert re.fullmatch(f"unhealthy: .*{problem}", result.stderr.strip()), result.stderr

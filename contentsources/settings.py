@@ -51,8 +51,10 @@ _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_c
 # A connection dropped without a word (a host gone, a NAT's idle timeout) must fail, not hang:
 # a worker pool's heartbeat stuck on one would let another pool rescue live runs. TCP
 # keepalives probe an idle connection after 10 s and give up after 3 unanswered probes 5 s
-# apart; unacknowledged data fails it after 20 s. libpq ignores them on a Unix socket.
+# apart; unacknowledged data fails it after 20 s. libpq ignores them on a Unix socket. A server
+# that does not answer at all fails a connect after 5 s (/healthz answers within that, too).
 for _key, _value in {
+    "connect_timeout": 5,
     "keepalives": 1,
     "keepalives_idle": 10,
     "keepalives_interval": 5,
@@ -72,9 +74,19 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     )
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
+# Or a file that holds it (a Docker secret; the image's key in its data volume, docker/entrypoint.sh).
+if not SECRET_KEY and env.str("SECRET_KEY_FILE", default=""):
+    try:
+        SECRET_KEY = Path(env.str("SECRET_KEY_FILE")).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"SECRET_KEY_FILE cannot be read: {exc}") from None
+    if not SECRET_KEY:
+        raise ImproperlyConfigured(f"SECRET_KEY_FILE is empty: {env.str('SECRET_KEY_FILE')}")
 if not SECRET_KEY:
     if not (DEBUG or EMBEDDED_DATABASE):
-        raise ImproperlyConfigured("SECRET_KEY is not set: set it in the environment (any long random string).")
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set: set it in the environment (any long random string), or SECRET_KEY_FILE."
+        )
     from django.core.management.utils import get_random_secret_key
 
     # A local demo on the embedded database: a key per process is enough.

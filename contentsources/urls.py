@@ -2,12 +2,14 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from contentsources import health
 from contentsources.api import errors
 from repositories import serving
 
 API = "api/content-sources/"
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path(f"{API}v1/", include("contentsources.api.urls")),
     path(f"{API}v1.0/", include("contentsources.api.urls")),

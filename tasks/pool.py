@@ -107,6 +107,12 @@ class WorkerPool:
         context.request_stop(StopReason.CANCELED)
         observers.task_stopped(context.task, StopReason.CANCELED)
 
+    def alive(self) -> bool:
+        """Whether every thread of the pool runs and its listener is subscribed: the pool can
+        claim, beat and hear cancels (`runworkers --health-file`)."""
+        threads = (*self._upkeep, *self._workers, self._dispatcher)
+        return self.listener.subscribed.is_set() and all(thread.is_alive() for thread in threads)
+
     def running(self) -> list[TaskContext]:
         with self._lock:
             return list(self._running.values())

@@ -373,3 +373,10 @@ def test_the_listener_connection_probes_a_silent_peer():
             assert probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == KEEPALIVES["keepalives_count"]
         finally:
             probe.close()
+
+
+def test_a_pool_is_alive_from_its_start_to_its_stop(start_pool):
+    pool = start_pool(workers=2)
+    assert pool.alive()
+    pool.stop(grace=0.5)
+    assert not pool.alive()

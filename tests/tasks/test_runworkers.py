@@ -3,6 +3,9 @@
 import signal
 import time
 
+import pytest
+from django.core.management import CommandError, call_command
+
 from tasks import client
 from tasks.models import Heartbeat, Task
 from tests.helpers import wait_until
@@ -103,3 +106,16 @@ def test_an_unknown_type_is_a_start_up_error(transactional_db):
     assert result.returncode != 0
     assert "unknown task type: 'no.such.type'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_health_file_is_touched_every_second_while_the_pool_is_alive(runworkers, tmp_path):
+    health_file = tmp_path / "alive"
+    runworkers("--health-file", str(health_file))
+    wait_until(health_file.exists, message="the first touch")
+    first = health_file.stat().st_mtime_ns
+    wait_until(lambda: health_file.stat().st_mtime_ns > first, timeout=5, message="the next touch")
+
+
+def test_a_health_file_where_it_cannot_write_is_a_start_up_error(tmp_path):
+    with pytest.raises(CommandError, match="--health-file: cannot write in the folder"):
+        call_command("runworkers", "--health-file", str(tmp_path / "no-such-folder" / "alive"))

@@ -6,6 +6,7 @@ import math
 import os
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -35,6 +36,13 @@ class Command(BaseCommand):
             help="seconds the shutdown may take; handlers get all but the last half second "
             "(default: TASKING_SHUTDOWN_GRACE)",
         )
+        parser.add_argument(
+            "--health-file",
+            type=Path,
+            metavar="PATH",
+            help="touch this file every second while every thread of the pool runs and its listener "
+            "is connected (a container's health check looks at its age)",
+        )
 
     def handle(
         self,
@@ -42,6 +50,7 @@ class Command(BaseCommand):
         workers: int | None = None,
         types: list[str] | None = None,
         grace: float | None = None,
+        health_file: Path | None = None,
         **options: Any,
     ) -> None:
         conf = tasking()
@@ -56,6 +65,8 @@ class Command(BaseCommand):
                 f"{workers} workers need {workers + POOL_OVERHEAD_CONNECTIONS} connections, "
                 f"over TASKING_POOL_LIMIT={conf.pool_limit}"
             )
+        if health_file is not None and not os.access(health_file.parent, os.W_OK):
+            raise CommandError(f"--health-file: cannot write in the folder {health_file.parent}")
         types = types or registry.types()
         if not types:
             raise CommandError("no task types are registered")
@@ -94,6 +105,7 @@ class Command(BaseCommand):
         gc.freeze()
         pool.start()
         while not stop.wait(1.0):
-            pass
+            if health_file is not None and pool.alive():
+                health_file.touch()
         pool.stop(grace)
         logger.info("pool stopped pid=%d", os.getpid())

@@ -152,10 +152,11 @@ class WorkerPool:
 
     def _settle_ends(self) -> None:
         """Record the ends the dispatcher left (it was backing off from a database error when
-        the deadline came), before anything is requeued: a task that ended must not run
-        again. What is still held is handed over, as the dispatcher does at its deadline."""
+        the deadline came, and may sleep on past it), before anything is requeued: a task
+        that ended must not run again. What is still held is handed over, as the dispatcher
+        does at its deadline."""
         with self._handoff.lock:
-            if self._dispatcher.is_alive():
+            if self._handoff.recording:
                 return  # it holds what it is recording; their heartbeats expire if it never does
             left, self._handoff.outcomes = self._handoff.outcomes, []
         if left:
@@ -242,6 +243,7 @@ class WorkerPool:
                     stopping = handoff.workers_done and not (
                         handoff.deferred and time.monotonic() < handoff.stop_deadline
                     )
+                    handoff.recording = bool(outcomes or limit)
                 if not outcomes and limit == 0:
                     if stopping:
                         self._hand_over_deferred()
@@ -253,6 +255,7 @@ class WorkerPool:
                     logger.warning("recording ends and claiming tasks failed error=%r", exc)
                     with handoff.lock:  # try again; writing an end twice changes nothing
                         handoff.outcomes[:0] = outcomes
+                        handoff.recording = False  # stop() may record them if this backoff outlasts its grace
                         handoff.may_have_tasks = handoff.may_have_tasks or claiming
                     backoff.failed()
                     continue
@@ -274,6 +277,7 @@ class WorkerPool:
         held = {outcome.run.token for outcome in recorded.deferred}
         ended = [outcome for outcome in outcomes if outcome.run.token not in held]
         with handoff.lock:
+            handoff.recording = False
             if outcomes:
                 handoff.defer(recorded.deferred)
             given_back = {o.run.task.id for o in ended if o.run.task.id in handoff.given_back}

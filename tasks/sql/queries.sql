@@ -66,6 +66,11 @@ WHERE unique_key = %(unique_key)s::text
 -- else holds are locked (LockRows under the Limit: only those). `candidates` says how many
 -- heads were read (one row with it and no task when none was claimed): more than claimed,
 -- another transaction holds the rest, for now.
+-- Each head is then reached by its primary key whatever the statistics say (they lag behind a
+-- burst of new tasks, and then any index over pending tasks looks as cheap as the key): the
+-- lock re-checks the status but not `dependencies_left`, which never rises again once zero, so
+-- that `tasks_ready_idx` cannot serve this step either, and `tasks_status_queued_idx` leaves
+-- pending tasks out.
 WITH candidates AS MATERIALIZED (
     SELECT ready.id
     FROM unnest(%(types)s::text[]) AS served (type)
@@ -79,7 +84,7 @@ WITH candidates AS MATERIALIZED (
 ), picked AS MATERIALIZED (
     SELECT t.id
     FROM tasks t
-    WHERE t.id IN (SELECT id FROM candidates) AND t.status = 'pending' AND t.dependencies_left = 0
+    WHERE t.id = ANY (ARRAY(SELECT id FROM candidates)) AND t.status = 'pending'
     ORDER BY t.priority DESC, t.queued_at, t.id
     LIMIT %(limit)s::int
     FOR NO KEY UPDATE SKIP LOCKED

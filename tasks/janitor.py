@@ -116,10 +116,10 @@ class Janitor:
             return True
         if not cleanup.over:
             return False
-        if cleanup.preempted:
-            logger.debug("cleanup left to another pool's deleted=%d", cleanup.total)
-        elif cleanup.total:
-            logger.info("cleanup deleted=%d %s", cleanup.total, _by_status(cleanup))
+        if cleanup.total:
+            logger.info("cleanup deleted=%d %s preempted=%s", cleanup.total, _by_status(cleanup), cleanup.preempted)
+        elif cleanup.preempted:
+            logger.debug("cleanup left to another pool's")
         return True
 
 

@@ -238,7 +238,7 @@ class Command(BaseCommand):
     def handle_retry_failed(self, *, type: str, hours: float, **options: Any) -> None:
         check_type(type)
         if not (math.isfinite(hours) and 0 < hours <= MAX_HOURS):
-            raise CommandError(f"--hours must be a number above 0, at most {MAX_HOURS} (a year): {hours}")
+            raise CommandError(f"--hours must be a number above 0, at most {MAX_HOURS} (a year): {hours:g}")
         retried = maintenance.retry_failed(type=type, hours=hours)
         for task_id in retried.requeued:
             self.stdout.write(f"requeued {task_id}")

@@ -48,8 +48,7 @@ class Cleanup:
     def step(self) -> None:
         """Clean the next window. Raises TaskBusy (and ends nothing) when the batch waited too
         long for a row of another table that references one of its tasks."""
-        ages = {type_: _ages(retention) for type_, retention in registry.retentions().items()}
-        window = queue.cleanup_window(self._after, CLEANUP_BATCH, ages, _ages(registry.DEFAULT_RETENTION))
+        window = queue.cleanup_window(self._after, CLEANUP_BATCH, *cleanup_ages())
         due = [row for row in window if row["due"]]
         if due and self.dry_run:
             self.deleted.update((row["type"], row["status"]) for row in due)
@@ -67,6 +66,13 @@ class Cleanup:
     @property
     def total(self) -> int:
         return sum(self.deleted.values())
+
+
+def cleanup_ages() -> tuple[dict[str, queue.Ages], queue.Ages]:
+    """The retention of each registered type, and the default, as tasks.queue takes them."""
+    return {type_: _ages(retention) for type_, retention in registry.retentions().items()}, _ages(
+        registry.DEFAULT_RETENTION
+    )
 
 
 def _ages(retention: registry.Retention) -> queue.Ages:

@@ -502,10 +502,21 @@ def cleanup_window(
 
     Empty when no age deletes anything.
     """
+    params = cleanup_window_params(after, limit, ages, default)
+    if params is None:
+        return []
+    with _cursor() as cursor:
+        return _execute(cursor, "cleanup_window", params)
+
+
+def cleanup_window_params(
+    after: tuple[datetime, uuid.UUID], limit: int, ages: Mapping[str, Ages], default: Ages
+) -> dict[str, Any] | None:
+    """The parameters of the statement `cleanup_window` (None when no age deletes anything)."""
     kept = [age for rule in (default, *ages.values()) for age in rule if age is not None]
     if not kept:
-        return []
-    params = {
+        return None
+    return {
         "types": list(ages),
         "completed": [rule[0] for rule in ages.values()],
         "failed": [rule[1] for rule in ages.values()],
@@ -518,8 +529,6 @@ def cleanup_window(
         "after_id": after[1],
         "limit": limit,
     }
-    with _cursor() as cursor:
-        return _execute(cursor, "cleanup_window", params)
 
 
 def cleanup_delete(due: Sequence[DictRow]) -> dict[tuple[str, str], int] | None:

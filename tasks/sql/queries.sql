@@ -407,12 +407,16 @@ WITH rule AS (
 SELECT aged.id, aged.type, aged.status, aged.queued_at, aged.finished_at,
        coalesce(aged.since < statement_timestamp() - make_interval(secs => aged.kept), false)
        AND NOT EXISTS (SELECT FROM task_heartbeats h WHERE h.id = aged.id)
-       AND NOT EXISTS (
-           SELECT FROM task_dependencies d JOIN tasks c ON c.id = d.task_id
-           WHERE d.dependency_id = aged.id
-             AND (c.status IN ('pending', 'running') OR (c.status = 'failed' AND c.next_retry_time IS NOT NULL))
-       ) AS due
+       AND live.dependent IS NULL AS due
 FROM aged
+-- Per row, by the edges' index: a hashed NOT EXISTS would read every live task at each window.
+LEFT JOIN LATERAL (
+    SELECT d.task_id AS dependent
+    FROM task_dependencies d JOIN tasks c ON c.id = d.task_id
+    WHERE d.dependency_id = aged.id
+      AND (c.status IN ('pending', 'running') OR (c.status = 'failed' AND c.next_retry_time IS NOT NULL))
+    LIMIT 1
+) AS live ON true
 ORDER BY aged.queued_at, aged.id;
 
 -- name: cleanup_begin

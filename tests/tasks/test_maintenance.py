@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import psycopg
@@ -230,6 +231,32 @@ def test_cleanup_skips_a_task_an_enqueue_is_linking_to_and_then_keeps_it():
         thread.join(10)
     assert run("cleanup") == "deleted 0 tasks\n"  # now a live task depends on it
     assert Task.objects.get(pk=child_ids[0]).dependencies.get() == parent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_gives_up_on_a_held_reference_instead_of_holding_its_locks():
+    """Deleting a task sets NULL the rows of other tables that reference it (the domain's
+    last tasks); a batch waits at most 200 ms for one that another transaction holds."""
+    task = aged("introspect", "completed", 32)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE held_references (task_id uuid REFERENCES tasks (id) ON DELETE SET NULL)")
+        cursor.execute("INSERT INTO held_references VALUES (%s)", [task.id])
+    try:
+        with psycopg.connect(database_url()) as holder:
+            holder.execute("SELECT * FROM held_references FOR UPDATE")
+            started = time.monotonic()
+            with pytest.raises(CommandError, match=r"^cleanup stopped: a row that references a task to delete is held"):
+                run("cleanup")
+            assert time.monotonic() - started < 5
+            assert Task.objects.filter(pk=task.id).exists()
+            holder.rollback()
+        assert run("cleanup").startswith("deleted 1 task\n")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT task_id FROM held_references")
+            assert cursor.fetchall() == [(None,)]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE held_references")
 
 
 # the cleanup inside the pools

@@ -117,14 +117,7 @@ class Janitor:
         if not cleanup.over:
             return False
         if cleanup.total:
-            logger.info("cleanup deleted=%d %s preempted=%s", cleanup.total, _by_status(cleanup), cleanup.preempted)
+            logger.info("cleanup deleted=%d %s preempted=%s", cleanup.total, cleanup.by_status(), cleanup.preempted)
         elif cleanup.preempted:
             logger.debug("cleanup left to another pool's")
         return True
-
-
-def _by_status(cleanup: Cleanup) -> str:
-    totals: dict[str, int] = {}
-    for (_, status), count in cleanup.deleted.items():
-        totals[status] = totals.get(status, 0) + count
-    return " ".join(f"{status}={count}" for status, count in sorted(totals.items()))

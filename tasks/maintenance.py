@@ -67,6 +67,13 @@ class Cleanup:
     def total(self) -> int:
         return sum(self.deleted.values())
 
+    def by_status(self) -> str:
+        """`completed=3 failed=1`: how many of each status, whatever their type."""
+        totals: Counter[str] = Counter()
+        for (_, status), count in self.deleted.items():
+            totals[status] += count
+        return " ".join(f"{status}={count}" for status, count in sorted(totals.items()))
+
 
 def cleanup_ages() -> tuple[dict[str, queue.Ages], queue.Ages]:
     """The retention of each registered type, and the default, as tasks.queue takes them."""

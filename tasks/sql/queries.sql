@@ -7,9 +7,9 @@
 -- order (`seq`), which puts a task before its dependents. Ending a task (complete, fail,
 -- cancel) or deleting it (the cleanup) locks its row FOR UPDATE, which conflicts with the FOR
 -- KEY SHARE of an enqueue linking a new dependent to it, so an ending and a new edge are
--- always ordered. Every other
--- write takes FOR NO KEY UPDATE, which an enqueue does not block. The pool's statements never
--- wait for a task row (SKIP LOCKED): what they cannot lock now, the pool records later.
+-- always ordered. Every other write takes FOR NO KEY UPDATE, which an enqueue does not
+-- block. The pool's statements never wait for a task row (SKIP LOCKED): what they cannot lock
+-- now, the pool records later.
 
 -- name: lock_dependencies
 -- Lock the dependencies of new tasks, in insertion order, with the lock their new edges'

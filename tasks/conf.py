@@ -57,6 +57,9 @@ class TaskingSettings:
     shutdown_grace: float = _setting(10.0, parse_duration)
     # Largest payload, in bytes of its JSON text.
     payload_limit: int = _setting(1024 * 1024, parse_integer)
+    # How often a pool's janitor deletes old finished tasks (one pool at a time); 0: never
+    # (`manage.py tasks cleanup` still does). Every 6 hours, as the original's cron job.
+    cleanup_interval: float = _setting(6 * 3600.0, parse_duration)
 
     @property
     def heartbeat_interval(self) -> float:

@@ -29,7 +29,8 @@ def test_a_pool_limit_below_the_workers_needs_is_a_check_error(settings):
 
 def test_an_unknown_tasking_key_is_a_check_error_naming_it(settings):
     settings.TASKING = {**settings.TASKING, "HEARTBEET": 5.0}
-    with pytest.raises(SystemCheckError, match=r"tasks.E005.*unknown key 'HEARTBEET'; the known keys are HEARTBEAT"):
+    message = r"tasks.E005.*unknown key 'HEARTBEET'; the known keys are [A-Z_, ]*HEARTBEAT"
+    with pytest.raises(SystemCheckError, match=message):
         call_command("check")
 
 

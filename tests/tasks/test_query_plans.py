@@ -130,3 +130,40 @@ def test_prepared_statements_are_planned_for_their_arguments():
     with connection.cursor() as cursor:
         cursor.execute("SHOW plan_cache_mode")
         assert cursor.fetchone()[0] == "force_custom_plan"
+
+
+def test_a_cleanup_window_reads_the_old_end_of_the_queued_index(big_table):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tasks (id, type, status, queued_at, started_at, finished_at, token, retries, priority,"
+            " cancel_attempted, dependencies_left)"
+            " SELECT gen_random_uuid(), 'test.record', 'completed', now() - interval '30 days',"
+            " now() - interval '30 days', now() - interval '30 days', gen_random_uuid(), 0, 0, false, 0"
+            " FROM generate_series(1, 20000)"
+        )
+        cursor.execute("ANALYZE tasks")
+    day = 86400.0
+    params = {
+        "types": ["test.record"],
+        "completed": [10 * day],
+        "failed": [None],
+        "canceled": [20 * day],
+        "default_completed": 20 * day,
+        "default_failed": 20 * day,
+        "default_canceled": 20 * day,
+        "shortest": 10 * day,
+        "after_queued_at": "-infinity",
+        "after_id": "00000000-0000-0000-0000-000000000000",
+        "limit": 500,
+    }
+    text = plan("cleanup_window", params)
+    assert "tasks_queued_idx" in text, text
+    assert "Seq Scan on tasks" not in text, text
+    ids = {"ids": ["00000000-0000-0000-0000-000000000001"]}
+    for name, statement_params in [
+        ("cleanup_lock", {**ids, "statuses": ["completed"], "finished": [None]}),
+        ("cleanup_delete", ids),
+    ]:
+        text = plan(name, statement_params)
+        assert "Seq Scan on tasks" not in text, text
+        assert "Seq Scan on task_dependencies" not in text, text

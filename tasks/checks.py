@@ -39,6 +39,17 @@ def check_tasking_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage
         errors.append(Error("TASKING_PAYLOAD_LIMIT must be positive.", id="tasks.E004"))
     if conf.poll_interval < 0.01:
         errors.append(Error("TASKING_POLL_INTERVAL must be at least 10ms.", id="tasks.E008"))
+    options = settings.DATABASES.get("default", {}).get("OPTIONS", {})
+    if conf.wakeups == "poll" and (options.get("prepare_threshold") is not None or "options" in options):
+        errors.append(
+            Error(
+                "TASKING_WAKEUPS is poll, but the database connection prepares statements or sends "
+                "startup options (DATABASES OPTIONS prepare_threshold, options): PgBouncer's "
+                "transaction mode keeps neither.",
+                hint="Set TASKING_WAKEUPS in the environment, where the settings read it before the database's.",
+                id="tasks.E009",
+            )
+        )
     return errors
 
 

@@ -92,9 +92,9 @@ def problems(process) -> list[str]:
 
 def test_poll_mode_drains_through_pgbouncer_with_no_session_state(fleet, pgbouncer, summary):
     pools = fleet("--workers", "4", url=pgbouncer, **POLL)
-    ids = client.enqueue_many("reliability.work", [{"seconds": 0}] * 400)
-    started = time.monotonic()
     processes = [pools.start(), pools.start()]
+    started = time.monotonic()
+    ids = client.enqueue_many("reliability.work", [{"seconds": 0}] * 400)
     wait_until(
         lambda: Task.objects.filter(pk__in=ids, status=Task.Status.COMPLETED).count() == len(ids),
         timeout=120,
@@ -105,7 +105,7 @@ def test_poll_mode_drains_through_pgbouncer_with_no_session_state(fleet, pgbounc
     by_task = ledger.runs()
     summary("poll mode through pgbouncer", tasks=len(ids), processes=2, seconds=f"{took:.1f}")
     assert all(len(by_task[task_id]) == 1 for task_id in ids)
-    assert {run.pid for runs in by_task.values() for run in runs} == {p.pid for p in processes}
+    assert {run.pid for runs in by_task.values() for run in runs} <= {p.pid for p in processes}
     # A task enqueued into idle pools starts within the poll interval (with room for a busy machine).
     enqueued = time.time()
     (late,) = client.enqueue_many("reliability.work", [{"seconds": 0}])

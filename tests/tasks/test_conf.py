@@ -112,3 +112,10 @@ def test_an_unknown_wakeup_mode_stops_a_command_with_one_line():
     )
     assert result.returncode == 1
     assert result.stderr == "error: TASKING_WAKEUPS: not a wake-up mode: 'notify' (use listen or poll)\n"
+
+
+def test_poll_wakeups_on_a_connection_that_prepares_is_a_check_error(settings):
+    """TASKING set in code, not from the environment: the database options did not follow."""
+    settings.TASKING = {**settings.TASKING, "WAKEUPS": "poll"}
+    with pytest.raises(SystemCheckError, match=r"tasks.E009.*TASKING_WAKEUPS is poll, but the database connection"):
+        call_command("check")

@@ -110,7 +110,7 @@ def test_poll_mode_drains_through_pgbouncer_with_no_session_state(fleet, pgbounc
     enqueued = time.time()
     (late,) = client.enqueue_many("reliability.work", [{"seconds": 0}])
     wait_until(lambda: late in ledger.runs(), timeout=5, message="the late task to start")
-    assert ledger.runs()[late][0].started - enqueued < 0.2 + 2.0
+    assert ledger.runs()[late][0].started - enqueued < 0.2 + 3.0
     assert [line for p in processes for line in problems(p)] == []
 
 
@@ -124,7 +124,7 @@ def test_poll_mode_through_pgbouncer_stops_a_canceled_run_at_its_heartbeat(fleet
     # No notification reaches the pool: its next heartbeat refresh (every third of the
     # heartbeat) finds the task canceled and stops the handler.
     (run,) = wait_until(lambda: [r for r in ledger.runs()[task_id] if r.ended], timeout=10, message="the stop")
-    assert run.ended - canceled < HEARTBEAT / 3 + 1.5
+    assert run.ended - canceled < HEARTBEAT / 3 + 3.0  # the room is for a loaded machine
     assert Task.objects.get(pk=task_id).status == Task.Status.CANCELED
     assert problems(process) == []
 

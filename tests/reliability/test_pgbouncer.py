@@ -22,7 +22,7 @@ from django.db import connection
 
 from tasks import client
 from tasks.models import Task
-from tests.helpers import database_url, debian_command, wait_until
+from tests.helpers import APT_LOCK_WAIT, database_url, debian_command, wait_until
 from tests.reliability import ledger
 from tests.reliability.processes import manage
 
@@ -31,6 +31,8 @@ SERVER_CONNECTIONS = 4
 POLL = {"TASKING_WAKEUPS": "poll", "TASKING_POLL_INTERVAL": "200ms"}
 HEARTBEAT = 1.0  # the fleet's TASKING_HEARTBEAT
 
+pytestmark = pytest.mark.timeout(2 * APT_LOCK_WAIT + 1200)  # installing PgBouncer may take minutes
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -38,10 +40,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.fixture(scope="session")
+def pgbouncer_command() -> str:
+    return debian_command("pgbouncer", "pgbouncer")
+
+
 @pytest.fixture
-def pgbouncer(transactional_db) -> Iterator[str]:
+def pgbouncer(transactional_db, pgbouncer_command) -> Iterator[str]:
     """A PgBouncer in transaction mode in front of the test database; yields its DATABASE_URL."""
-    command = debian_command("pgbouncer", "pgbouncer")
     settings = connection.settings_dict
     host, port = settings["HOST"] or "127.0.0.1", settings["PORT"] or "5432"
     with tempfile.TemporaryDirectory(prefix="pgbouncer-") as folder:
@@ -71,7 +77,7 @@ def pgbouncer(transactional_db) -> Iterator[str]:
         config.write_text("\n".join(lines) + "\n")
         log_path = Path(folder) / "pgbouncer.log"
         with log_path.open("w") as log:
-            process = subprocess.Popen([command, str(config)], stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen([pgbouncer_command, str(config)], stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_until(
                 lambda: "process up" in log_path.read_text() or process.poll() is not None,

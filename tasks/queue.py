@@ -48,7 +48,9 @@ class Run:
 def _raw_connection() -> Iterator[psycopg.Connection[Any]]:
     """This thread's Django connection as psycopg's (and so in its transaction), with
     Django's errors: the queue binds parameters on the server, so that each statement is
-    prepared once per connection instead of planned at every call, and pipelines its steps."""
+    prepared once per connection instead of planned at every call, and pipelines its steps.
+    A connection whose `prepare_threshold` is None prepares nothing, even when asked
+    (`TASKING_WAKEUPS=poll`, for PgBouncer's transaction mode: contentsources/settings.py)."""
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:

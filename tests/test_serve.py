@@ -1,0 +1,77 @@
+"""`manage.py serve`, the command behind `make run`, as a real process on 127.0.0.1."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+import requests
+from django.contrib.auth import get_user_model
+
+from tests.helpers import ROOT, database_url, wait_until
+
+# How many admin pages are read after the login, each while another connection keeps one of
+# the two web workers busy, so that about half of them go to the worker the login missed.
+ROUNDS = 12
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture
+def served(transactional_db, tmp_path):
+    """`manage.py serve` with two web workers and no SECRET_KEY, as the local demo runs it
+    (DEBUG stands for the embedded database: the same settings make a key then); its base URL."""
+    port = free_port()
+    env = {name: value for name, value in os.environ.items() if name not in ("SECRET_KEY", "SECRET_KEY_FILE")}
+    env.update(DATABASE_URL=database_url(), DEBUG="true", DJANGO_SETTINGS_MODULE="contentsources.settings")
+    command = [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--web-workers", "2"]
+    with open(tmp_path / "serve.log", "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: answers(f"{base}/healthz") or process.poll() is not None, timeout=60, message="serve")
+        assert process.poll() is None, (tmp_path / "serve.log").read_text()
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def test_an_admin_login_holds_on_every_web_worker_of_the_demo(served):
+    get_user_model().objects.create_superuser("operator", password="a-long-test-password")
+    session = requests.Session()
+    login = f"{served}/admin/login/"
+    form = session.get(login, timeout=10)
+    token = form.text.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+    response = session.post(
+        login,
+        data={
+            "username": "operator",
+            "password": "a-long-test-password",
+            "csrfmiddlewaretoken": token,
+            "next": "/admin/",
+        },
+        headers={"Referer": login},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/"
+    for _ in range(ROUNDS):
+        # A connection that sends half a request keeps the worker that takes it waiting.
+        with socket.create_connection(("127.0.0.1", int(served.rsplit(":", 1)[1])), timeout=10) as busy:
+            busy.sendall(b"GET /healthz HTTP/1.1\r\n")
+            page = session.get(f"{served}/admin/", allow_redirects=False, timeout=10, headers={"Connection": "close"})
+        assert page.status_code == 200, "a web worker refused the session another one made"

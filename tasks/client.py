@@ -186,8 +186,10 @@ def cancel(task_id: uuid.UUID | str) -> str:
     if handler is None or not handler.cancellable:
         raise TaskNotCancellable(f"task not cancellable: tasks of type {task['type']!r} cannot be canceled")
     previous = queue.cancel(task_id)
+    # The line is the cancelling request's (its request_id added by the formatter); the task's
+    # own request is the one that enqueued it.
     logger.info(
-        "task canceled task_id=%s type=%s request_id=%s previous_status=%s",
+        "task canceled task_id=%s type=%s task_request_id=%s previous_status=%s",
         task_id,
         task["type"],
         task["request_id"] or "-",

@@ -50,6 +50,10 @@ def task_logger(task: "Task", name: str = "tasks.handler") -> TaskLogger:
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<password>[^/\s@]+)@")
 
 
+# A line's own request_id field (not, say, the task_request_id of a task it is about).
+_REQUEST_ID_FIELD = re.compile(r"\brequest_id=")
+
+
 def redact(text: str) -> str:
     """Hide the password of every `scheme://user:password@host` URL in the text."""
     return _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
@@ -62,6 +66,6 @@ class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         request_id = current_request_id.get()
-        if request_id is not None and "request_id=" not in text:
+        if request_id is not None and not _REQUEST_ID_FIELD.search(text):
             text = f"{text} request_id={request_id}"
         return redact(text) if "://" in text else text

@@ -11,7 +11,7 @@ from repositories.models import Repository
 from repositories.services import INTROSPECT
 from tasks.models import Task
 from tests.api.conftest import API
-from tests.api.factories import ConfigurationFactory
+from tests.api.factories import ORG_A, ConfigurationFactory, TaskFactory
 from tests.helpers import wait_until
 
 HEADER = "HTTP_X_RH_INSIGHTS_REQUEST_ID"
@@ -116,3 +116,16 @@ def test_the_handler_s_lines_carry_the_request_id_when_a_pool_runs_the_task(
     handler_lines = [line for line in log_lines if line.startswith("INFO tasks.handler ")]
     assert any("repository introspected" in line and "packages=3" in line for line in handler_lines), log_lines
     assert all("request_id=req-pool" in line for line in task_lines + handler_lines), task_lines + handler_lines
+
+
+def test_the_lines_of_a_cancel_carry_the_cancel_request_s_id(api, log_lines):
+    task = TaskFactory(type="diagnostics.sleep", org_id=ORG_A, request_id="req-enqueue")
+    start = len(log_lines)
+
+    response = api.post(f"{API}tasks/{task.id}/cancel/", **{HEADER: "req-cancel"})
+
+    assert response.status_code == 204
+    request_lines = lines_of(log_lines, start)
+    [canceled] = [line for line in request_lines if "task canceled" in line]
+    assert "task_request_id=req-enqueue" in canceled  # the request that enqueued the task
+    assert all(line.endswith(" request_id=req-cancel") for line in request_lines), request_lines

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 INTROSPECT = "introspect"
 SNAPSHOT = "snapshot"
 DELETE_SNAPSHOTS = "delete-repository-snapshots"
+# A repository task is about a configuration: its object_uuid is the configuration's uuid, the
+# one the API and the admin show (a URL change moves the configuration to another Repository).
 OBJECT_TYPE = "repository"
 
 
@@ -319,7 +321,7 @@ def _enqueue(
         dependencies=dependencies or (),
         org_id=configuration.org_id,
         account_id=configuration.account_id or None,
-        object_uuid=configuration.repository_id,
+        object_uuid=configuration.uuid,
         object_type=OBJECT_TYPE,
         request_id=request_id,
         unique_key=unique_key(task_type, configuration),

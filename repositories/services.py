@@ -84,12 +84,15 @@ def repository_configuration_create(
             RepositoryConfiguration(org_id=org_id, account_id=account_id, repository=repository, **fields)
         )
         _queue_introspect_and_snapshot(configuration, force=True, request_id=request_id)
-    logger.info(
-        "repository configuration created uuid=%s org_id=%s url=%s request_id=%s",
-        configuration.uuid,
-        org_id,
-        normalized,
-        request_id or "-",
+    # Once committed: a bulk create rolls back every configuration if one fails.
+    transaction.on_commit(
+        lambda: logger.info(
+            "repository configuration created uuid=%s org_id=%s url=%s request_id=%s",
+            configuration.uuid,
+            org_id,
+            normalized,
+            request_id or "-",
+        )
     )
     return configuration
 

@@ -104,8 +104,10 @@ if not SECRET_KEY:
         )
     from django.core.management.utils import get_random_secret_key
 
-    # A local demo on the embedded database: a key per process is enough.
-    SECRET_KEY = get_random_secret_key()
+    # A local demo (the embedded database, or DEBUG): a new key at each start, which the
+    # processes this one starts inherit through the environment. `manage.py serve`'s gunicorn
+    # workers must share it, or a session signed by one is refused by another.
+    SECRET_KEY = os.environ["SECRET_KEY"] = get_random_secret_key()
 
 ALLOWED_HOSTS = [
     host.strip() for host in env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"]) if host.strip()

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 INTROSPECT = "introspect"
 SNAPSHOT = "snapshot"
 DELETE_SNAPSHOTS = "delete-repository-snapshots"
+# A repository task is about a configuration: its object_uuid is the configuration's uuid, the
+# one the API and the admin show (a URL change moves the configuration to another Repository).
 OBJECT_TYPE = "repository"
 
 
@@ -82,12 +84,15 @@ def repository_configuration_create(
             RepositoryConfiguration(org_id=org_id, account_id=account_id, repository=repository, **fields)
         )
         _queue_introspect_and_snapshot(configuration, force=True, request_id=request_id)
-    logger.info(
-        "repository configuration created uuid=%s org_id=%s url=%s request_id=%s",
-        configuration.uuid,
-        org_id,
-        normalized,
-        request_id or "-",
+    # Once committed: a bulk create rolls back every configuration if one fails.
+    transaction.on_commit(
+        lambda: logger.info(
+            "repository configuration created uuid=%s org_id=%s url=%s request_id=%s",
+            configuration.uuid,
+            org_id,
+            normalized,
+            request_id or "-",
+        )
     )
     return configuration
 
@@ -319,7 +324,7 @@ def _enqueue(
         dependencies=dependencies or (),
         org_id=configuration.org_id,
         account_id=configuration.account_id or None,
-        object_uuid=configuration.repository_id,
+        object_uuid=configuration.uuid,
         object_type=OBJECT_TYPE,
         request_id=request_id,
         unique_key=unique_key(task_type, configuration),

@@ -15,13 +15,11 @@ from django.db.models import Count, F
 from django.db.models.functions import Now
 
 from tasks import queue, registry
-from tasks.exceptions import TaskBusy, TaskNotFound
+from tasks.exceptions import TaskAlreadyQueued, TaskBusy, TaskNotFound
 from tasks.models import Heartbeat, Task
 
 # Tasks a cleanup transaction deletes at most (and tasks each window reads).
 CLEANUP_BATCH = 500
-# Failed tasks `retry_failed` requeues per transaction.
-RETRY_BATCH = 500
 
 
 @dataclass
@@ -106,8 +104,12 @@ def retry_failed(*, type: str, hours: float) -> Retried:
     canceled = recent.filter(cancel_attempted=True).count()
     candidates = list(recent.filter(cancel_attempted=False).values_list("id", flat=True))
     requeued: list[uuid.UUID] = []
-    for start in range(0, len(candidates), RETRY_BATCH):
-        requeued += queue.requeue_failed(candidates[start : start + RETRY_BATCH])
+    for task_id in candidates:
+        try:
+            if queue.requeue_failed(task_id) == Task.Status.FAILED:
+                requeued.append(task_id)
+        except (TaskAlreadyQueued, TaskBusy, TaskNotFound):
+            pass  # skipped: its unique key is held again, another transaction holds it, or it is gone
     done = set(requeued)
     return Retried(requeued=requeued, skipped=[i for i in candidates if i not in done], canceled=canceled)
 

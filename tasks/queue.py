@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
-from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from psycopg.rows import DictRow, dict_row
 
 from tasks.conf import ERROR_LIMIT, MAX_RETRIES, tasking
@@ -30,6 +30,8 @@ from tasks.sql import QUERIES
 MAX_RETRIES_ERROR = "task has exceeded the maximum amount of retries"
 PARENT_FAILED = "parent task failed"
 PARENT_CANCELED = "parent task canceled"
+# The index by which an active task holds its unique key (tasks/models.py).
+UNIQUE_KEY_INDEX = "tasks_unique_key_active"
 
 Params = Mapping[str, Any]
 
@@ -478,11 +480,35 @@ def retry_failed() -> list[uuid.UUID]:
         return [row["id"] for row in _execute(cursor, "retry_failed")]
 
 
-def requeue_failed(task_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """Put failed tasks back to pending now, counting no retry; return those requeued (a task
-    that is not failed, or that another transaction holds, is left as it is)."""
-    with transaction.atomic(), _cursor() as cursor:
-        return [row["id"] for row in _execute(cursor, "requeue_failed", {"ids": list(task_ids)})]
+def requeue_failed(task_id: uuid.UUID) -> str:
+    """Put a failed task back to pending now, counting no retry; return the status it had (a
+    task that is not failed is left as it is).
+
+    Raises TaskNotFound; TaskBusy when another transaction holds the task; TaskAlreadyQueued,
+    naming the holder, when another active task holds its unique key (nothing is changed).
+    """
+    try:
+        with transaction.atomic(), _cursor() as cursor:
+            rows = _execute(cursor, "requeue_failed", {"id": task_id})
+    except IntegrityError as exc:
+        cause = exc.__cause__
+        if not isinstance(cause, psycopg.errors.UniqueViolation) or cause.diag.constraint_name != UNIQUE_KEY_INDEX:
+            raise
+        unique_key = Task.objects.filter(pk=task_id).values_list("unique_key", flat=True).first()
+        with _cursor() as cursor:
+            holder = _execute(cursor, "unique_key_holder", {"unique_key": unique_key})
+        # The holder may have ended since; the caller can try again.
+        holder_id = holder[0]["id"] if holder else None
+        raise TaskAlreadyQueued(
+            f"another active task ({holder_id or 'ended since'}) holds its unique key {unique_key!r}",
+            task_id=holder_id,
+        ) from None
+    if not rows:
+        raise TaskNotFound(f"task does not exist: {task_id}")
+    if not rows[0]["locked"]:
+        raise TaskBusy(f"task {task_id} is held by another transaction")
+    found: str = rows[0]["status"]
+    return found
 
 
 # How long a cleanup batch waits for a lock before it gives up (a row of another table that

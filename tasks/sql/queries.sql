@@ -345,22 +345,25 @@ WHERE id = %(id)s::uuid AND token = %(token)s::uuid AND status = 'running'
 RETURNING id;
 
 -- name: requeue_failed
--- Put failed tasks back to pending at once, by hand (the admin, a maintenance job), counting
--- no retry; a task someone else holds is skipped. Returns those requeued.
+-- Put a failed task back to pending at once, by hand (the admin, a maintenance job), counting
+-- no retry, without waiting for a transaction that holds it. Says the status the task had and
+-- whether it was locked; no row when there is no such task. When another active task holds its
+-- unique key, the statement fails on tasks_unique_key_active (the caller's savepoint undoes it).
 WITH target AS MATERIALIZED (
-    SELECT id FROM tasks
-    WHERE id = ANY(%(ids)s::uuid[]) AND status = 'failed'
-    ORDER BY seq
-    FOR NO KEY UPDATE SKIP LOCKED
+    SELECT id, status FROM tasks WHERE id = %(id)s::uuid FOR NO KEY UPDATE SKIP LOCKED
 ), requeued AS (
     UPDATE tasks t
     SET status = 'pending', started_at = NULL, finished_at = NULL, token = NULL, error = NULL,
         next_retry_time = NULL
     FROM target
-    WHERE t.id = target.id
+    WHERE t.id = target.id AND target.status = 'failed'
     RETURNING t.id
 )
-SELECT id, pg_notify('tasks', '') FROM requeued;
+SELECT coalesce(target.status, t.status) AS status, target.id IS NOT NULL AS locked
+FROM tasks t
+LEFT JOIN target ON target.id = t.id
+LEFT JOIN (SELECT pg_notify('tasks', '') WHERE EXISTS (SELECT FROM requeued)) AS woken ON true
+WHERE t.id = %(id)s::uuid;
 
 -- name: orgs
 -- The organisations that have tasks, in order, read as a loose index scan: one index descent

@@ -39,9 +39,9 @@ def test_add_prints_the_uuid_and_queues_the_introspection_and_with_snapshot_the_
     )
 
     assert (plain.org_id, plain.name, plain.repository.url, plain.snapshot) == ("shell", "appstream", URL, False)
-    assert set(Task.objects.filter(object_uuid=plain.repository_id).values_list("type", flat=True)) == {"introspect"}
+    assert set(Task.objects.filter(object_uuid=plain.uuid).values_list("type", flat=True)) == {"introspect"}
     assert (snapshotted.org_id, snapshotted.snapshot) == ("acme", True)
-    types = Task.objects.filter(object_uuid=snapshotted.repository_id).values_list("type", flat=True)
+    types = Task.objects.filter(object_uuid=snapshotted.uuid).values_list("type", flat=True)
     assert sorted(types) == ["introspect", "snapshot"]
 
 

@@ -113,7 +113,7 @@ class Command(BaseCommand):
             counts = json.dumps(taken.content_counts, sort_keys=True)
             self.stdout.write(f"  {taken.uuid}  {taken.created_at.isoformat(timespec='seconds')}  {url}  {counts}")
         self.stdout.write("tasks:")
-        tasks = Task.objects.filter(object_uuid=upstream.uuid, org_id=configuration.org_id).order_by("-queued_at")
+        tasks = Task.objects.filter(object_uuid=configuration.uuid, org_id=configuration.org_id).order_by("-queued_at")
         for task in tasks[:RECENT_TASKS]:
             error = f"  {task.error}" if task.error else ""
             self.stdout.write(f"  {task.id}  {task.type:<28}{task.status:<10}{error}".rstrip())

@@ -61,8 +61,12 @@ class TruncatedDownload(RepositoryError):
     """The body ended, or the connection broke, before the length the server announced."""
 
 
-class FetchStopped(RepositoryError):
-    """The caller asked the download to stop (its task was cancelled or is shutting down)."""
+class Stopped(RepositoryError):
+    """The caller asked the work to stop (its task was cancelled, lost, or is shutting down)."""
+
+
+class FetchStopped(Stopped):
+    """The caller asked the download to stop."""
 
 
 class NotAYumRepository(RepositoryError):

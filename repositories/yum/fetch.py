@@ -13,7 +13,7 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from http.client import HTTPException
@@ -51,10 +51,9 @@ from repositories.exceptions import (
     TruncatedDownload,
     UnsupportedScheme,
 )
+from repositories.yum.stopping import StopCheck, never
 
 logger = logging.getLogger(__name__)
-
-StopCheck = Callable[[], bool]
 
 CHUNK_SIZE = 64 * 1024
 # How often a download asks `should_stop` while it waits on the server.
@@ -65,10 +64,6 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 ALWAYS_REFUSED = frozenset({"unspecified", "link-local", "multicast", "reserved"})
 
 _CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
-
-
-def never() -> bool:
-    return False
 
 
 def redact(url: str) -> str:

@@ -27,6 +27,10 @@ class RepositoriesSettings:
     max_decompressed_size: int = 2 * GiB
     max_redirects: int = 5
     user_agent: str = "content-sources"
+    # How long a stored file that no snapshot references is kept before the garbage collection
+    # of the snapshot and delete-repository-snapshots tasks deletes it: far longer than a
+    # snapshot run takes, so that the files of one in progress are never collected.
+    orphan_file_age: float = 24 * 3600.0
 
 
 # The type of each setting, by its key.

@@ -11,7 +11,12 @@ Each blob is named in the task's payload before it is stored, so that a run afte
 it fails. The snapshot is recorded only while the run still owns its task (a fenced payload
 update in the same transaction): a run that was cancelled or rescued without having heard of
 it yet records nothing. Run again after it recorded its snapshot, it finds it and does
-nothing more.
+nothing more; a run that records removes what an earlier, killed run stored and this one does
+not use.
+
+A run that was killed and never runs again (its task cancelled, its configuration deleted)
+cannot remove what it stored: each run starts with the garbage collection of such files
+(`repositories.storage.collect_garbage`).
 """
 
 import tempfile
@@ -25,7 +30,14 @@ from repositories.exceptions import MalformedMetadata, RepositoryError, Stopped
 from repositories.interruptible import interruptible_statements
 from repositories.models import RepositoryConfiguration, Snapshot, SnapshotFile
 from repositories.services import SNAPSHOT
-from repositories.storage import blob_name, hold_blobs, release_blobs, snapshot_storage, store_blob
+from repositories.storage import (
+    blob_name,
+    collect_garbage,
+    hold_blobs,
+    release_blobs,
+    snapshot_storage,
+    store_blob,
+)
 from repositories.yum import YumRepository
 from repositories.yum.checksum import file_checksum
 from repositories.yum.compression import decompressed
@@ -77,6 +89,7 @@ def snapshot(context: TaskContext) -> None:
         release_blobs(_stored(context))  # those of an earlier run, if it died
         context.logger.info("repository configuration deleted, nothing to snapshot")
         return
+    collect_garbage()  # what killed runs of other tasks left
     try:
         recorded = _take(context, configuration)
     except Stopped:

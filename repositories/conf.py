@@ -23,6 +23,8 @@ class RepositoriesSettings:
     allow_private_urls: bool
     # Longest wait for a connection, and for each next bytes of an answer.
     fetch_timeout: float = 30.0
+    # Longest time one download may take in all, however steadily its bytes come.
+    download_timeout: float = 30 * 60.0
     max_download_size: int = 512 * MiB
     max_decompressed_size: int = 2 * GiB
     max_redirects: int = 5

@@ -34,7 +34,8 @@ class TLSError(RepositoryError):
 
 
 class FetchTimeout(RepositoryError):
-    """The server took longer than REPOSITORIES_FETCH_TIMEOUT to connect or to send."""
+    """The server took longer than REPOSITORIES_FETCH_TIMEOUT to connect or to send, or the
+    whole download longer than REPOSITORIES_DOWNLOAD_TIMEOUT."""
 
 
 class HTTPStatusError(RepositoryError):

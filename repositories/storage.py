@@ -26,6 +26,7 @@ from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from repositories.conf import repositories
+from repositories.yum.stopping import StopCheck, never, stop_if_asked
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def _claim_name(cursor: CursorWrapper, sha256: str) -> bool:
     return snapshot_storage().exists(blob_name(sha256))
 
 
-def collect_garbage() -> list[str]:
+def collect_garbage(*, should_stop: StopCheck = never) -> list[str]:
     """Delete the stored files that no snapshot references and that were last stored, or
     found stored by a snapshot run, more than REPOSITORIES_ORPHAN_FILE_AGE ago: blobs with a
     row, and files without one. Returns those deleted.
@@ -161,23 +162,25 @@ def collect_garbage() -> list[str]:
     row's lock, so a blob found meanwhile is kept. A file without a row is claimed with a row
     of the deletion's own (`_claim_name`), which a concurrent store of it waits for or wins.
     Were a blob deleted all the same, the run would store it again when it records
-    (`hold_blobs`). Reads the database once per BATCH blobs and lists the storage's folders.
+    (`hold_blobs`). Reads the database once per BATCH blobs and lists the storage's folders,
+    asking `should_stop` (Stopped) before each.
     """
     cutoff = timezone.now() - timedelta(seconds=repositories().orphan_file_age)
     deleted = []
-    for batch in _unreferenced(cutoff):
+    for batch in _unreferenced(cutoff, should_stop):
         deleted += release_blobs(batch, stored_before=cutoff)
-    for batch in _files_without_rows(cutoff):
+    for batch in _files_without_rows(cutoff, should_stop):
         deleted += release_blobs(batch, stored_before=cutoff)
     if deleted:
         logger.info("unreferenced stored files collected count=%d", len(deleted))
     return deleted
 
 
-def _unreferenced(cutoff: datetime) -> Iterator[list[str]]:
+def _unreferenced(cutoff: datetime, should_stop: StopCheck) -> Iterator[list[str]]:
     """The blobs stored before `cutoff` that no snapshot references, BATCH at a time."""
     after = ""
     while True:
+        stop_if_asked(should_stop, "garbage collection")
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT b.sha256 FROM snapshot_blobs b WHERE b.sha256 > %s AND b.stored_at < %s"
@@ -193,7 +196,7 @@ def _unreferenced(cutoff: datetime) -> Iterator[list[str]]:
         after = batch[-1]
 
 
-def _files_without_rows(cutoff: datetime) -> Iterator[list[str]]:
+def _files_without_rows(cutoff: datetime, should_stop: StopCheck) -> Iterator[list[str]]:
     """The stored blob files modified before `cutoff` that have no row, a folder at a time."""
     storage = snapshot_storage()
     try:
@@ -201,6 +204,7 @@ def _files_without_rows(cutoff: datetime) -> Iterator[list[str]]:
     except FileNotFoundError:
         return  # nothing stored yet
     for folder in sorted(folders):
+        stop_if_asked(should_stop, "garbage collection")
         _, names = storage.listdir(f"{BLOBS}/{folder}")
         names = [name for name in names if _SHA256.fullmatch(name) and name.startswith(folder)]
         with connection.cursor() as cursor:

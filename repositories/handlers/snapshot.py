@@ -89,8 +89,8 @@ def snapshot(context: TaskContext) -> None:
         release_blobs(_stored(context))  # those of an earlier run, if it died
         context.logger.info("repository configuration deleted, nothing to snapshot")
         return
-    collect_garbage()  # what killed runs of other tasks left
     try:
+        collect_garbage(should_stop=lambda: context.stop_requested)  # what killed runs of other tasks left
         recorded = _take(context, configuration)
     except Stopped:
         release_blobs(_stored(context))

@@ -210,7 +210,8 @@ class Nightly:
 
 def repositories_nightly(*, batch_size: int = 500, request_id: str | None = None) -> Nightly:
     """Queue an introspection of every live configuration, and a snapshot after it where the
-    flag is set, in batches of `batch_size` (a transaction each). A configuration that has one
+    flag is set, in batches of `batch_size` (a transaction each), and make them the
+    configuration's last introspection and snapshot tasks. A configuration that has one
     pending or running is skipped: two runs at once queue nothing twice."""
     introspections = snapshots = already = 0
     after = uuid.UUID(int=0)
@@ -224,15 +225,17 @@ def repositories_nightly(*, batch_size: int = 500, request_id: str | None = None
             if not batch:
                 break
             for configuration in batch:
+                queued: dict[str, uuid.UUID] = {}
                 try:
-                    introspect_id = _enqueue(INTROSPECT, configuration, request_id=request_id)
+                    queued["last_introspection_task_id"] = _enqueue(INTROSPECT, configuration, request_id=request_id)
                     introspections += 1
                 except TaskAlreadyQueued:
                     # One is pending or running already: the snapshot below does not wait for it.
-                    introspect_id, already = None, already + 1
+                    already += 1
                 if configuration.snapshot:
+                    introspect_id = queued.get("last_introspection_task_id")
                     try:  # after the new introspection, when one was queued
-                        _enqueue(
+                        queued["last_snapshot_task_id"] = _enqueue(
                             SNAPSHOT,
                             configuration,
                             request_id=request_id,
@@ -241,6 +244,8 @@ def repositories_nightly(*, batch_size: int = 500, request_id: str | None = None
                         snapshots += 1
                     except TaskAlreadyQueued:
                         already += 1
+                if queued:  # as the services that queue one for a user do, so its end shows there
+                    RepositoryConfiguration.objects.filter(uuid=configuration.uuid).update(**queued)
             after = batch[-1].uuid
     logger.info("nightly run introspections=%d snapshots=%d already_queued=%d", introspections, snapshots, already)
     return Nightly(introspections=introspections, snapshots=snapshots, already_queued=already)

@@ -16,7 +16,7 @@ from django.db import transaction
 from repositories.exceptions import RepositoryError
 from repositories.models import RepositoryConfiguration, Snapshot, SnapshotFile
 from repositories.services import DELETE_SNAPSHOTS
-from repositories.storage import release_blobs
+from repositories.storage import collect_garbage, release_blobs
 from tasks.context import TaskContext
 from tasks.registry import Retention, handler
 
@@ -33,6 +33,9 @@ RELEASING = "releasing_blobs"
 )
 def delete_repository_snapshots(context: TaskContext) -> None:
     release_blobs(context.payload.get(RELEASING, []))  # an earlier run's, if it died before
+    # What snapshot runs left that were killed and then never ran again (cancelled, as the
+    # deletion cancels this configuration's).
+    collect_garbage()
     configuration = RepositoryConfiguration.objects.filter(
         uuid=context.payload["repository_configuration_uuid"]
     ).first()

@@ -13,11 +13,11 @@ from datetime import datetime
 from pathlib import Path
 
 from django.db import connection, models, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import F
 from django.utils import timezone
 
 from repositories.exceptions import (
-    FetchStopped,
     FetchTimeout,
     HostNotFound,
     HostUnreachable,
@@ -25,9 +25,11 @@ from repositories.exceptions import (
     HTTPStatusError,
     MalformedMetadata,
     RepositoryError,
+    Stopped,
     TLSError,
     TruncatedDownload,
 )
+from repositories.interruptible import interruptible_statements
 from repositories.models import ERROR_LIMIT, Repository
 from repositories.models import Package as PackageRow
 from repositories.services import INTROSPECT
@@ -82,7 +84,7 @@ def introspect(context: TaskContext) -> None:
             count = _store_packages(
                 repository.uuid, repomd, yum.packages(), context, force=force, started=started, shown_as=shown_as
             )
-        except FetchStopped:
+        except Stopped:
             context.raise_if_cancelled()
             raise
         except RepositoryError as exc:
@@ -113,52 +115,71 @@ def _store_packages(
     transaction: a cancel or a failure part way leaves the previous set and state. The
     packages stream through COPY into a temporary table, so memory stays that of one package.
 
+    Every wait and write before the fence is interrupted by a cancel (interruptible_statements),
+    and the foreign keys are checked as the writes go rather than at the commit: the fence, which
+    holds the task row until the commit, is taken last, so a cancel never waits long for it.
+
     None, with nothing parsed, when another introspection stored this revision meanwhile.
     """
+    count = None
     with transaction.atomic(), connection.cursor() as cursor:
-        # One introspection of a repository writes at a time. The configurations of many
-        # organisations may share the repository, and the nightly run introspects each: those
-        # that waited here for the first find the revision it stored.
-        current = Repository.objects.select_for_update().filter(uuid=repository_uuid).first()
-        if current is None or (_unchanged(current, repomd) and not force):
-            context.update_payload(context.payload)  # the fence: see below
-            if current is not None:
-                _record_success(repository_uuid, repomd, started=started, package_count=None)
-            return None
-        cursor.execute(
-            "CREATE TEMPORARY TABLE introspected (name text, arch text, version text, release text, epoch int,"
-            " checksum_type text, checksum text, summary text) ON COMMIT DROP"
-        )
-        with cursor.copy("COPY introspected FROM STDIN") as copy:
-            for position, package in enumerate(packages, start=1):
-                if position % CHECK_EVERY == 0:
-                    context.raise_if_cancelled()
-                copy.write_row(_row(package, position, shown_as=shown_as))
+        with interruptible_statements(lambda: context.stop_requested, f"introspection of {shown_as}"):
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            # One introspection of a repository writes at a time. The configurations of many
+            # organisations may share the repository, and the nightly run introspects each: those
+            # that waited here for the first find the revision it stored.
+            current = Repository.objects.select_for_update().filter(uuid=repository_uuid).first()
+            if current is not None and (force or not _unchanged(current, repomd)):
+                count = _write_packages(cursor, repository_uuid, packages, context, shown_as=shown_as)
         context.raise_if_cancelled()
         # The fence: raises TaskLost unless this run still owns its task (a cancel, or a
         # rescue, that it has not heard of yet), and holds the task until the commit.
         context.update_payload(context.payload)
-        cursor.execute(
-            "INSERT INTO packages (name, arch, version, release, epoch, checksum_type, checksum, summary)"
-            " SELECT DISTINCT ON (checksum_type, checksum) name, arch, version, release, epoch, checksum_type,"
-            " checksum, summary FROM introspected ORDER BY checksum_type, checksum"
-            " ON CONFLICT (checksum_type, checksum) DO NOTHING"
-        )
-        cursor.execute(
-            "DELETE FROM repositories_packages rp WHERE rp.repository_id = %s AND NOT EXISTS ("
-            " SELECT FROM introspected i JOIN packages p USING (checksum_type, checksum) WHERE p.id = rp.package_id)",
-            [repository_uuid],
-        )
-        cursor.execute(
-            "INSERT INTO repositories_packages (repository_id, package_id)"
-            " SELECT DISTINCT %s::uuid, p.id FROM introspected i JOIN packages p USING (checksum_type, checksum)"
-            " ON CONFLICT DO NOTHING",
-            [repository_uuid],
-        )
-        cursor.execute("SELECT count(*) FROM repositories_packages WHERE repository_id = %s", [repository_uuid])
-        count = int(cursor.fetchone()[0])
-        _record_success(repository_uuid, repomd, started=started, package_count=count)
+        if current is not None:
+            _record_success(repository_uuid, repomd, started=started, package_count=count)
     return count
+
+
+def _write_packages(
+    cursor: CursorWrapper,
+    repository_uuid: uuid.UUID,
+    packages: Iterator[Package],
+    context: TaskContext,
+    *,
+    shown_as: str,
+) -> int:
+    """Store the packages and make them the repository's; their number."""
+    cursor.execute(
+        "CREATE TEMPORARY TABLE introspected (name text, arch text, version text, release text, epoch int,"
+        " checksum_type text, checksum text, summary text) ON COMMIT DROP"
+    )
+    with cursor.copy("COPY introspected FROM STDIN") as copy:
+        for position, package in enumerate(packages, start=1):
+            if position % CHECK_EVERY == 0:
+                context.raise_if_cancelled()
+            copy.write_row(_row(package, position, shown_as=shown_as))
+    context.raise_if_cancelled()
+    cursor.execute(
+        "INSERT INTO packages (name, arch, version, release, epoch, checksum_type, checksum, summary)"
+        " SELECT DISTINCT ON (checksum_type, checksum) name, arch, version, release, epoch, checksum_type,"
+        " checksum, summary FROM introspected ORDER BY checksum_type, checksum"
+        " ON CONFLICT (checksum_type, checksum) DO NOTHING"
+    )
+    context.raise_if_cancelled()
+    cursor.execute(
+        "DELETE FROM repositories_packages rp WHERE rp.repository_id = %s AND NOT EXISTS ("
+        " SELECT FROM introspected i JOIN packages p USING (checksum_type, checksum) WHERE p.id = rp.package_id)",
+        [repository_uuid],
+    )
+    context.raise_if_cancelled()
+    cursor.execute(
+        "INSERT INTO repositories_packages (repository_id, package_id)"
+        " SELECT DISTINCT %s::uuid, p.id FROM introspected i JOIN packages p USING (checksum_type, checksum)"
+        " ON CONFLICT DO NOTHING",
+        [repository_uuid],
+    )
+    cursor.execute("SELECT count(*) FROM repositories_packages WHERE repository_id = %s", [repository_uuid])
+    return int(cursor.fetchone()[0])
 
 
 def _row(package: Package, position: int, *, shown_as: str) -> tuple[object, ...]:

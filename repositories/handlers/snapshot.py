@@ -11,7 +11,12 @@ Each blob is named in the task's payload before it is stored, so that a run afte
 it fails. The snapshot is recorded only while the run still owns its task (a fenced payload
 update in the same transaction): a run that was cancelled or rescued without having heard of
 it yet records nothing. Run again after it recorded its snapshot, it finds it and does
-nothing more.
+nothing more; a run that records removes what an earlier, killed run stored and this one does
+not use.
+
+A run that was killed and never runs again (its task cancelled, its configuration deleted)
+cannot remove what it stored: each run starts with the garbage collection of such files
+(`repositories.storage.collect_garbage`).
 """
 
 import tempfile
@@ -21,16 +26,25 @@ from posixpath import normpath
 
 from django.db import transaction
 
-from repositories.exceptions import FetchStopped, MalformedMetadata, RepositoryError
+from repositories.exceptions import MalformedMetadata, RepositoryError, Stopped
+from repositories.interruptible import interruptible_statements
 from repositories.models import RepositoryConfiguration, Snapshot, SnapshotFile
 from repositories.services import SNAPSHOT
-from repositories.storage import blob_name, hold_blobs, release_blobs, snapshot_storage, store_blob
+from repositories.storage import (
+    blob_name,
+    collect_garbage,
+    hold_blobs,
+    release_blobs,
+    snapshot_storage,
+    store_blob,
+)
 from repositories.yum import YumRepository
 from repositories.yum.checksum import file_checksum
 from repositories.yum.compression import decompressed
 from repositories.yum.content import advisory_ids
 from repositories.yum.packages import iter_packages
 from repositories.yum.repomd import PRIMARY
+from repositories.yum.stopping import StopCheck, stop_if_asked
 from tasks.context import TaskContext
 from tasks.registry import handler
 
@@ -76,8 +90,9 @@ def snapshot(context: TaskContext) -> None:
         context.logger.info("repository configuration deleted, nothing to snapshot")
         return
     try:
+        collect_garbage(should_stop=lambda: context.stop_requested)  # what killed runs of other tasks left
         recorded = _take(context, configuration)
-    except FetchStopped:
+    except Stopped:
         release_blobs(_stored(context))
         context.raise_if_cancelled()
         raise
@@ -89,6 +104,10 @@ def snapshot(context: TaskContext) -> None:
     if recorded is None:  # the configuration was deleted meanwhile
         release_blobs(_stored(context))
         return
+    # Those an earlier run stored, killed part way, that this run's snapshot does not use (the
+    # upstream changed between the runs).
+    used = set(recorded.files.values_list("blob_id", flat=True))
+    release_blobs(set(_stored(context)) - used)
     context.logger.info(
         "snapshot taken uuid=%s configuration=%s packages=%d",
         recorded.uuid,
@@ -115,7 +134,7 @@ def _take(context: TaskContext, configuration: RepositoryConfiguration) -> Snaps
                 files[path] = _store(context, yum.download(record), path, record.type)
         context.raise_if_cancelled()
         content = _content(yum)
-        previous = _previous_content(configuration, directory / "previous")
+        previous = _previous_content(configuration, directory / "previous", should_stop=yum.should_stop)
         return _record(context, configuration, files, content, previous)
 
 
@@ -128,7 +147,8 @@ def _record(
 ) -> Snapshot | None:
     """Record the snapshot, unless the configuration was deleted meanwhile (None)."""
     with transaction.atomic():
-        current = RepositoryConfiguration.objects.select_for_update().filter(uuid=configuration.uuid).first()
+        with interruptible_statements(lambda: context.stop_requested, "snapshot"):
+            current = RepositoryConfiguration.objects.select_for_update().filter(uuid=configuration.uuid).first()
         if current is None or current.deleted_at is not None:
             return None
         # The fence: raises TaskLost unless this run still owns its task, whose row it then
@@ -178,6 +198,7 @@ def _store(context: TaskContext, path: Path, served_at: str, type: str) -> Store
 def _content(yum: YumRepository) -> Content:
     counts = yum.content_counts()
     updateinfo = yum.metadata(UPDATEINFO)
+    stop_if_asked(yum.should_stop, f"parse of {UPDATEINFO}")
     return Content(
         counts={
             PACKAGES: counts.packages,
@@ -191,7 +212,9 @@ def _content(yum: YumRepository) -> Content:
     )
 
 
-def _previous_content(configuration: RepositoryConfiguration, directory: Path) -> Content | None:
+def _previous_content(
+    configuration: RepositoryConfiguration, directory: Path, *, should_stop: StopCheck
+) -> Content | None:
     """The packages and advisories of the configuration's newest snapshot, read back from the
     snapshot storage; None before its first."""
     previous = Snapshot.objects.filter(repository_configuration=configuration).order_by("-created_at").first()
@@ -202,18 +225,25 @@ def _previous_content(configuration: RepositoryConfiguration, directory: Path) -
     packages: set[tuple[str, str]] = set()
     advisories: set[str] = set()
     if PRIMARY in stored:
-        primary = decompressed(_copy_out(stored[PRIMARY], directory), shown_as=stored[PRIMARY].path)
-        packages = {(p.checksum_type, p.checksum) for p in iter_packages(primary, shown_as=stored[PRIMARY].path)}
+        shown_as = stored[PRIMARY].path
+        copy = _copy_out(stored[PRIMARY], directory, should_stop=should_stop)
+        primary = decompressed(copy, shown_as=shown_as, should_stop=should_stop)
+        read = iter_packages(primary, shown_as=shown_as, should_stop=should_stop)
+        packages = {(p.checksum_type, p.checksum) for p in read}
     if UPDATEINFO in stored:
-        updateinfo = decompressed(_copy_out(stored[UPDATEINFO], directory), shown_as=stored[UPDATEINFO].path)
+        shown_as = stored[UPDATEINFO].path
+        copy = _copy_out(stored[UPDATEINFO], directory, should_stop=should_stop)
+        updateinfo = decompressed(copy, shown_as=shown_as, should_stop=should_stop)
+        stop_if_asked(should_stop, f"parse of {shown_as}")
         advisories = advisory_ids(updateinfo, shown_as=stored[UPDATEINFO].path)
     return Content(counts=previous.content_counts, packages=packages, advisories=advisories)
 
 
-def _copy_out(file: SnapshotFile, directory: Path) -> Path:
+def _copy_out(file: SnapshotFile, directory: Path, *, should_stop: StopCheck) -> Path:
     target = directory / PurePosixPath(file.path).name
     with snapshot_storage().open(blob_name(file.blob_id), "rb") as source, target.open("wb") as out:
         for chunk in source.chunks():
+            stop_if_asked(should_stop, f"copy of the stored {file.path}")
             out.write(chunk)
     return target
 

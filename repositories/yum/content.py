@@ -5,6 +5,7 @@ from updateinfo.xml with createrepo_c; groups and environments from comps.xml, a
 streams from modules.yaml, which createrepo_c does not parse, counted cheaply by streaming.
 """
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
@@ -16,11 +17,14 @@ from defusedxml.ElementTree import iterparse
 from repositories.exceptions import MalformedMetadata
 from repositories.yum.packages import iter_packages
 from repositories.yum.parsing import createrepo_errors, entities_refused
+from repositories.yum.stopping import StopCheck, never, stop_if_asked
 
 # libmodulemd writes each module stream as a YAML document opening with this line.
 _MODULE_STREAM_LINE = b"document: modulemd"
 # Longest piece of a modules.yaml line read at once, so that a file of one huge line stays cheap.
 _LINE_LIMIT = 64 * 1024
+# How often (in elements or lines) a count asks whether to stop.
+_CHECK_EVERY = 1000
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,9 @@ class ContentCounts:
     module_streams: int = 0
 
 
-def count_packages(primary: Path, *, shown_as: str) -> int:
+def count_packages(primary: Path, *, shown_as: str, should_stop: StopCheck = never) -> int:
     """How many packages the decompressed primary.xml lists."""
-    return sum(1 for _ in iter_packages(primary, shown_as=shown_as))
+    return sum(1 for _ in iter_packages(primary, shown_as=shown_as, should_stop=should_stop))
 
 
 def count_advisories(updateinfo: Path, *, shown_as: str) -> int:
@@ -55,7 +59,7 @@ def advisory_ids(updateinfo: Path, *, shown_as: str) -> set[str]:
     return {update.id for update in info.updates}
 
 
-def count_comps(comps: Path, *, shown_as: str) -> tuple[int, int]:
+def count_comps(comps: Path, *, shown_as: str, should_stop: StopCheck = never) -> tuple[int, int]:
     """How many package groups and environments the decompressed comps.xml defines.
 
     Parsed by the standard library's expat through defusedxml, which refuses entity
@@ -64,7 +68,9 @@ def count_comps(comps: Path, *, shown_as: str) -> tuple[int, int]:
     groups = environments = 0
     depth = 0
     try:
-        for event, element in iterparse(str(comps), events=("start", "end")):
+        for position, (event, element) in enumerate(iterparse(str(comps), events=("start", "end")), start=1):
+            if position % _CHECK_EVERY == 0:
+                stop_if_asked(should_stop, f"parse of {shown_as}")
             if event == "start":
                 depth += 1
                 continue
@@ -84,7 +90,7 @@ def count_comps(comps: Path, *, shown_as: str) -> tuple[int, int]:
     return groups, environments
 
 
-def count_module_streams(modules: Path) -> int:
+def count_module_streams(modules: Path, *, shown_as: str, should_stop: StopCheck = never) -> int:
     """How many module streams the decompressed modules.yaml defines (modulemd documents).
 
     Counted by their opening line rather than parsed: the YAML is only counted here.
@@ -92,7 +98,11 @@ def count_module_streams(modules: Path) -> int:
     streams = 0
     at_line_start = True
     with modules.open("rb") as file:
-        while piece := file.readline(_LINE_LIMIT):
+        for position in itertools.count(1):
+            if not (piece := file.readline(_LINE_LIMIT)):
+                break
+            if position % _CHECK_EVERY == 0:
+                stop_if_asked(should_stop, f"parse of {shown_as}")
             if at_line_start and piece.rstrip() == _MODULE_STREAM_LINE:
                 streams += 1
             at_line_start = piece.endswith(b"\n")

@@ -70,6 +70,7 @@ def test_show_gives_the_repository_its_snapshots_and_its_tasks(pool, upstream):
     assert fields["uuid"] == configuration_id
     assert (fields["status"], fields["packages"], fields["revision"]) == ("Valid", "3", "1")
     assert (fields["error"], fields["failed introspections"], fields["snapshot"]) == ("-", "0", "on")
+    assert fields["snapshot error"] == "-"
     snapshot = configuration.snapshots.get()
     assert f"  {snapshot.uuid}  " in output
     assert f"/content/shell/{snapshot.uuid}/" in output

@@ -105,4 +105,4 @@ def test_module_streams_are_counted_by_their_documents_not_their_defaults(tmp_pa
         b"---\ndocument: modulemd\nversion: 2\ndata:\n  name: b\n  description: >-\n    document: modulemd\n...\n"
     )
 
-    assert count_module_streams(modules) == 2
+    assert count_module_streams(modules, shown_as="modules.yaml") == 2

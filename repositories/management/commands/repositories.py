@@ -104,6 +104,7 @@ class Command(BaseCommand):
             ("error", upstream.last_introspection_error or "-"),
             ("failed introspections", upstream.failed_introspections_count),
             ("snapshot", "on" if configuration.snapshot else "off"),
+            ("snapshot error", _error_of(configuration.last_snapshot_task)),
         ]
         for label, value in fields:
             self.stdout.write(f"{label + ':':<23}{value}")
@@ -147,3 +148,8 @@ class Command(BaseCommand):
             return selectors.configuration_get(org_id=org, uuid=repository)
         except RepositoryError:
             return selectors.configuration_by_name(org_id=org, name=repository)
+
+
+def _error_of(task: Task | None) -> str:
+    """The error of a task that failed, else `-`."""
+    return task.error if task is not None and task.status == Task.Status.FAILED and task.error else "-"

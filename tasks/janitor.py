@@ -66,8 +66,9 @@ class Janitor:
             connection.close()
 
     def rescue_loop(self) -> None:
-        """Every heartbeat/3: record the ends stopping pools handed over, and requeue the runs
-        of dead workers; every heartbeat: retry the failed tasks whose time came."""
+        """Every heartbeat/3: record the ends stopping pools handed over, requeue the runs of
+        dead workers, and take the table's statistics if no pool took them meanwhile; every
+        heartbeat: retry the failed tasks whose time came."""
         backoff = Backoff(self._draining)
         next_retry_check = time.monotonic() + self.conf.heartbeat
         try:
@@ -80,6 +81,9 @@ class Janitor:
                         if retried:
                             observers.tasks_retried(retried)
                         next_retry_check = time.monotonic() + self.conf.heartbeat
+                    stats = queue.refresh_stats(self.conf.heartbeat_interval)
+                    if stats is not None:
+                        observers.stats_read(stats)
                 except DatabaseError as exc:
                     logger.warning("janitor pass failed error=%r", exc)
                     backoff.failed()

@@ -367,3 +367,40 @@ WITH RECURSIVE orgs (org_id) AS (
     WHERE orgs.org_id IS NOT NULL
 )
 SELECT org_id FROM orgs WHERE org_id IS NOT NULL LIMIT %(limit)s::int;
+
+-- name: stats_due
+-- Whether this session takes the table's statistics now: no other session is taking them (an
+-- advisory lock held to the end of this transaction) and the stored ones are older than
+-- `max_age` seconds. So one pool at a time reads the table, however many processes scrape.
+SELECT pg_try_advisory_xact_lock(hashtext('tasks.task_stats'))
+       AND NOT EXISTS (
+           SELECT FROM task_stats
+           WHERE taken_at > clock_timestamp() - make_interval(secs => %(max_age)s::float8)
+       ) AS due;
+
+-- name: take_stats
+-- Count the tasks by status and type, with the waits since queued_at of the pending ones, and
+-- store them for the /metrics of every process. The counts are an index-only scan (of
+-- tasks_multi_idx, which holds status and type); the waits read the pending rows only
+-- (tasks_status_queued_idx). About half a second for a million tasks on a small server.
+INSERT INTO task_stats (id, taken_at, stats)
+WITH counts AS (
+    SELECT status, type, count(*) AS count FROM tasks GROUP BY status, type
+), waits AS (
+    SELECT type,
+           extract(epoch FROM sum(statement_timestamp() - queued_at))::float8 AS wait_sum,
+           extract(epoch FROM statement_timestamp() - min(queued_at))::float8 AS oldest_wait
+    FROM tasks
+    WHERE status = 'pending'
+    GROUP BY type
+)
+SELECT 1, statement_timestamp(), coalesce(jsonb_agg(jsonb_build_object(
+           'status', counts.status, 'type', counts.type, 'count', counts.count,
+           'wait_sum', waits.wait_sum, 'oldest_wait', waits.oldest_wait
+       )), '[]'::jsonb)
+FROM counts LEFT JOIN waits ON counts.status = 'pending' AND waits.type = counts.type
+ON CONFLICT (id) DO UPDATE SET taken_at = excluded.taken_at, stats = excluded.stats;
+
+-- name: stats
+-- The table's statistics as last taken.
+SELECT taken_at, stats::text AS stats FROM task_stats WHERE id = 1;

@@ -235,8 +235,9 @@ LOGGING = {
         },
         "json": {"()": "tasks.log.JsonFormatter"},
     },
+    "filters": {"refusals": {"()": "contentsources.logs.RefusalsWithoutTraceback"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["refusals"]},
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {

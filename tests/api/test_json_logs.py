@@ -2,8 +2,10 @@
 pool; the lines of the request and of the task carry, as fields, the request id of the HTTP
 request that enqueued the task."""
 
+import io
 import json
 import logging
+import urllib.error
 import urllib.request
 
 import pytest
@@ -68,3 +70,21 @@ def test_a_task_s_json_lines_carry_the_request_id_of_the_request_that_enqueued_i
     assert any(line["logger"] == "tasks.pool" and "task completed" in line["message"] for line in of_task)
     for line in of_task:
         assert (line["type"], line["org_id"], line["request_id"]) == (INTROSPECT, ORG_A, "req-json-1"), line
+
+
+def test_a_refused_host_is_a_warning_without_traceback(app_server):
+    # The project's own handler, as the settings configure it, written to a buffer.
+    [console] = [handler for handler in logging.getLogger().handlers if handler.filters]
+    buffer = io.StringIO()
+    stream = console.setStream(buffer)
+    try:
+        request = urllib.request.Request(f"{app_server}/healthz", headers={"Host": "evil.example"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+    finally:
+        console.setStream(stream)
+    assert refused.value.code == 400
+
+    [line] = [line for line in buffer.getvalue().splitlines() if "django.security.DisallowedHost" in line]
+    assert " WARNING django.security.DisallowedHost Invalid HTTP_HOST header: 'evil.example'" in line
+    assert "Traceback" not in buffer.getvalue()

@@ -104,7 +104,9 @@ class TableCollector(Collector):
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         stats = self.stats
-        groups = stats.groups if stats is not None else []
+        if stats is None:  # none taken yet, or not read yet: no figure rather than a false 0
+            return
+        groups = stats.groups
         pending = [group for group in groups if group.status == Task.Status.PENDING]
         count = sum(group.count for group in pending)
         wait_sum = sum(group.wait_sum or 0.0 for group in pending)
@@ -133,12 +135,11 @@ class TableCollector(Collector):
         for group in groups:
             tasks.add_metric([group.status, group.type], group.count)
         yield tasks
-        if stats is not None:
-            yield GaugeMetricFamily(
-                f"{PREFIX}task_stats_taken_timestamp_seconds",
-                "When the statistics of the table were taken (the database's clock), in Unix time.",
-                value=stats.taken_at.timestamp(),
-            )
+        yield GaugeMetricFamily(
+            f"{PREFIX}task_stats_taken_timestamp_seconds",
+            "When the statistics of the table were taken (the database's clock), in Unix time.",
+            value=stats.taken_at.timestamp(),
+        )
 
 
 TABLE = TableCollector()

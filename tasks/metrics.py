@@ -34,7 +34,7 @@ MESSAGE_LATENCY = Histogram(
 )
 MESSAGE_RESULT = Counter(
     f"{PREFIX}message_result",
-    "Runs whose handler returned (state=success) or raised (state=failed).",
+    "Runs whose handler returned (state=success) or failed (state=failed); not those it stopped.",
     ["state"],
 )
 RUN_DURATION = Histogram(

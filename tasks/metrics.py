@@ -108,24 +108,24 @@ class TableCollector(Collector):
             return
         groups = stats.groups
         pending = [group for group in groups if group.status == Task.Status.PENDING]
-        count = sum(group.count for group in pending)
+        ready = sum(group.ready or 0 for group in pending)
         wait_sum = sum(group.wait_sum or 0.0 for group in pending)
         task_stats = GaugeMetricFamily(
             f"{PREFIX}task_stats",
-            "Pending tasks (blocked ones too): their count, average and oldest wait in seconds.",
+            "Pending tasks (blocked ones too); the average and oldest wait of the ready ones, in seconds.",
             labels=["label"],
         )
-        task_stats.add_metric(["task_stats_pending_count"], count)
-        task_stats.add_metric(["task_stats_average_wait"], wait_sum / count if count else 0.0)
+        task_stats.add_metric(["task_stats_pending_count"], sum(group.count for group in pending))
+        task_stats.add_metric(["task_stats_average_wait"], wait_sum / ready if ready else 0.0)
         oldest = max((group.oldest_wait or 0.0 for group in pending), default=0.0)
         task_stats.add_metric(["task_stats_oldest_wait"], oldest)
         yield task_stats
         by_type = GaugeMetricFamily(
             f"{PREFIX}task_pending_time_average_by_type",
-            "Average wait of the pending tasks of each type, in seconds (0 when none).",
+            "Average wait of the ready tasks of each type, in seconds (0 when none).",
             labels=["task_type"],
         )
-        waits = {group.type: (group.wait_sum or 0.0) / group.count for group in pending}
+        waits = {group.type: (group.wait_sum or 0.0) / group.ready for group in pending if group.ready}
         for type_ in sorted(set(registry.types()) | set(waits)):
             by_type.add_metric([type_], waits.get(type_, 0.0))
         yield by_type

@@ -12,14 +12,14 @@ import random
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import psycopg
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from psycopg.rows import DictRow, dict_row
 
 from tasks.conf import ERROR_LIMIT, MAX_RETRIES, tasking
@@ -48,7 +48,9 @@ class Run:
 def _raw_connection() -> Iterator[psycopg.Connection[Any]]:
     """This thread's Django connection as psycopg's (and so in its transaction), with
     Django's errors: the queue binds parameters on the server, so that each statement is
-    prepared once per connection instead of planned at every call, and pipelines its steps."""
+    prepared once per connection instead of planned at every call, and pipelines its steps.
+    A connection whose `prepare_threshold` is None prepares nothing, even when asked
+    (`TASKING_WAKEUPS=poll`, for PgBouncer's transaction mode: contentsources/settings.py)."""
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:
@@ -120,7 +122,9 @@ def enqueue(
         "dependencies_left": 0,
         "unique_key": unique_key,
     }
-    with transaction.atomic(), _cursor() as cursor:
+    # Without dependencies the insert is one statement, atomic by itself: no transaction of
+    # its own (nor a savepoint in the caller's), so one round trip, not three.
+    with transaction.atomic() if dependency_ids else nullcontext(), _cursor() as cursor:
         if dependency_ids:
             rows = _execute(cursor, "lock_dependencies", {"ids": dependency_ids})
             missing = set(dependency_ids) - {row["id"] for row in rows}
@@ -481,6 +485,86 @@ def requeue_failed(task_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
         return [row["id"] for row in _execute(cursor, "requeue_failed", {"ids": list(task_ids)})]
 
 
+# How long a cleanup batch waits for a lock before it gives up (a row of another table that
+# references a task it deletes, held by a transaction): under the server's deadlock_timeout
+# (1 s by default), so that the batch, not the other transaction, is the one that gives up.
+CLEANUP_LOCK_TIMEOUT = "200ms"
+# The key (queued_at, id) before every task, where a cleanup pass begins.
+CLEANUP_START = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+
+
+# How long finished tasks are kept, in seconds, when completed, failed and canceled; None: for good.
+Ages = tuple[float | None, float | None, float | None]
+
+
+def cleanup_window(
+    after: tuple[datetime, uuid.UUID], limit: int, ages: Mapping[str, Ages], default: Ages
+) -> list[DictRow]:
+    """The next `limit` tasks old enough for the cleanup to look at, after the key (queued_at,
+    id) `after`, oldest first; each with `due`: whether the cleanup deletes it by the `ages` of
+    its type (`default` for a type not in them). Locks nothing.
+
+    Empty when no age deletes anything.
+    """
+    params = cleanup_window_params(after, limit, ages, default)
+    if params is None:
+        return []
+    with _cursor() as cursor:
+        return _execute(cursor, "cleanup_window", params)
+
+
+def cleanup_window_params(
+    after: tuple[datetime, uuid.UUID], limit: int, ages: Mapping[str, Ages], default: Ages
+) -> dict[str, Any] | None:
+    """The parameters of the statement `cleanup_window` (None when no age deletes anything)."""
+    kept = [age for rule in (default, *ages.values()) for age in rule if age is not None]
+    if not kept:
+        return None
+    return {
+        "types": list(ages),
+        "completed": [rule[0] for rule in ages.values()],
+        "failed": [rule[1] for rule in ages.values()],
+        "canceled": [rule[2] for rule in ages.values()],
+        "default_completed": default[0],
+        "default_failed": default[1],
+        "default_canceled": default[2],
+        "shortest": min(kept),
+        "after_queued_at": after[0],
+        "after_id": after[1],
+        "limit": limit,
+    }
+
+
+def cleanup_delete(due: Sequence[DictRow]) -> dict[tuple[str, str], int] | None:
+    """Delete the tasks cleanup_window found due, in one short transaction; return how many of
+    each (type, status) went, or None when another cleanup holds the cleanup's lock.
+
+    Never waits for a task row: one that another transaction holds is left for the next pass,
+    as is one that changed since the window was read, or that a live task came to depend on.
+    Raises TaskBusy when a row that references a task (another table's) stays held for longer
+    than CLEANUP_LOCK_TIMEOUT.
+    """
+    try:
+        with transaction.atomic(), _cursor() as cursor:
+            [begun] = _execute(cursor, "cleanup_begin", {"lock_timeout": CLEANUP_LOCK_TIMEOUT})
+            if not begun["locked"]:
+                return None
+            params = {
+                "ids": [row["id"] for row in due],
+                "statuses": [row["status"] for row in due],
+                "finished": [row["finished_at"] for row in due],
+            }
+            locked = [row["id"] for row in _execute(cursor, "cleanup_lock", params)]
+            if not locked:
+                return {}
+            rows = _execute(cursor, "cleanup_delete", {"ids": locked})
+            return {(row["type"], row["status"]): row["deleted"] for row in rows}
+    except OperationalError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+            raise TaskBusy("a row that references a task to delete is held by another transaction") from None
+        raise
+
+
 def orgs(limit: int) -> list[str]:
     """Up to `limit` organisations that have tasks, in order."""
     with _cursor() as cursor:
@@ -489,11 +573,13 @@ def orgs(limit: int) -> list[str]:
 
 @dataclass(frozen=True)
 class GroupStats:
-    """The tasks of one status and type; waits in seconds since queued_at, for pending ones."""
+    """The tasks of one status and type; for pending ones, how many are ready (no dependency
+    left) and their waits in seconds since queued_at (None when none is ready)."""
 
     status: str
     type: str
     count: int
+    ready: int | None
     wait_sum: float | None
     oldest_wait: float | None
 

@@ -134,7 +134,8 @@ def start_pool(transactional_db, tasking_settings):
         )
         pool.start()
         pools.append(pool)
-        wait_until(pool.listener.subscribed.is_set, message="the listener to subscribe")
+        if pool.listener is not None:
+            wait_until(pool.listener.subscribed.is_set, message="the listener to subscribe")
         return pool
 
     yield start

@@ -41,8 +41,8 @@ class Command(BaseCommand):
             "--health-file",
             type=Path,
             metavar="PATH",
-            help="touch this file every second while every thread of the pool runs and its listener "
-            "is connected (a container's health check looks at its age)",
+            help="touch this file every second while every thread of the pool runs and its listener, "
+            "if it has one (TASKING_WAKEUPS=listen), is connected (a container's health check looks at its age)",
         )
         parser.add_argument(
             "--metrics-port",
@@ -109,7 +109,8 @@ class Command(BaseCommand):
         pool = WorkerPool(workers=workers, types=types, conf=conf)
         settings = connection.settings_dict
         logger.info(
-            "pool started pid=%d workers=%d types=%s database=%s/%s heartbeat=%.1fs rescue_after=%.1fs metrics_port=%s",
+            "pool started pid=%d workers=%d types=%s database=%s/%s heartbeat=%.1fs rescue_after=%.1fs wakeups=%s "
+            "metrics_port=%s",
             os.getpid(),
             workers,
             ",".join(types),
@@ -117,6 +118,7 @@ class Command(BaseCommand):
             settings["NAME"],
             conf.heartbeat_interval,
             conf.heartbeat,
+            conf.wakeups if conf.wakeups == "listen" else f"poll every {conf.poll_interval:g}s",
             "-" if metrics is None else metrics.server_port,
         )
         # What is loaded by now lives as long as the process: keep the collector off it, which

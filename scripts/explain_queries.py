@@ -79,6 +79,7 @@ def main(finished: int) -> None:
                 ("complete_ends", lambda: running(cursor)),
                 ("retry_failed", lambda: {}),
                 ("stale_heartbeats", lambda: {"timeout": 60}),
+                ("take_stats", lambda: {}),  # the janitor's, for the metrics: one pool at a time
             ]
             print(
                 f"tasks: {finished} finished, 8000 blocked, 20000 ready of the claimed type and 100000 of"

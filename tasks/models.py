@@ -184,3 +184,20 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"heartbeat of {self.task_id} at {self.heartbeat}"
+
+
+class TaskStats(models.Model):
+    """The table's statistics as one pool last took them (tasks.queue.refresh_stats), for the
+    `/metrics` of every process: one row, replaced at each refresh."""
+
+    id = models.SmallIntegerField(primary_key=True, default=1)
+    taken_at = models.DateTimeField()
+    # [{"status", "type", "count", "ready", "wait_sum", "oldest_wait"}]: one entry per status and
+    # type; for pending tasks, how many are ready and their waits in seconds since queued_at.
+    stats = models.JSONField()
+
+    class Meta:
+        db_table = "task_stats"
+
+    def __str__(self) -> str:
+        return f"task statistics of {self.taken_at}"

@@ -604,6 +604,45 @@ def orgs(limit: int) -> list[str]:
         return [row["org_id"] for row in _execute(cursor, "orgs", {"limit": limit})]
 
 
+@dataclass(frozen=True)
+class GroupStats:
+    """The tasks of one status and type; for pending ones, how many are ready (no dependency
+    left) and their waits in seconds since queued_at (None when none is ready)."""
+
+    status: str
+    type: str
+    count: int
+    ready: int | None
+    wait_sum: float | None
+    oldest_wait: float | None
+
+
+@dataclass(frozen=True)
+class TableStats:
+    taken_at: datetime
+    groups: list[GroupStats]
+
+
+def refresh_stats(max_age: float) -> TableStats | None:
+    """Take the table's statistics unless another session is taking them or the stored ones
+    are younger than `max_age` seconds; return the stored ones (None before the first)."""
+    with transaction.atomic(), _cursor() as cursor:
+        [row] = _execute(cursor, "stats_due", {"max_age": max_age})
+        if row["due"]:
+            _execute(cursor, "take_stats")
+    return stats()
+
+
+def stats() -> TableStats | None:
+    """The table's statistics as last taken, or None: one row read, however big the table."""
+    with _cursor() as cursor:
+        rows = _execute(cursor, "stats")
+    if not rows:
+        return None
+    groups = [GroupStats(**group) for group in json.loads(rows[0]["stats"])]
+    return TableStats(taken_at=rows[0]["taken_at"], groups=groups)
+
+
 def update_payload(run: Run, payload_json: str) -> bool:
     """Save a run's payload; False if the run no longer owns its task."""
     params = {"id": run.task.id, "token": run.token, "payload": payload_json}

@@ -465,3 +465,40 @@ WITH deleted AS (
     RETURNING t.type, t.status
 )
 SELECT type, status, count(*) AS deleted FROM deleted GROUP BY type, status;
+
+-- name: stats_due
+-- Whether this session takes the table's statistics now: no other session is taking them (an
+-- advisory lock held to the end of this transaction) and the stored ones are older than
+-- `max_age` seconds. So one pool at a time reads the table, however many processes scrape.
+SELECT pg_try_advisory_xact_lock(hashtext('tasks.task_stats'))
+       AND NOT EXISTS (
+           SELECT FROM task_stats
+           WHERE taken_at > clock_timestamp() - make_interval(secs => %(max_age)s::float8)
+       ) AS due;
+
+-- name: take_stats
+-- Count the tasks by status and type, with the waits since queued_at of the ready ones (pending,
+-- no dependency left: a blocked task waits for its dependency, not for a worker), and store them
+-- for the /metrics of every process. The counts are an index-only scan of tasks_multi_idx (it
+-- holds status and type); the waits one of tasks_ready_idx, which holds the ready tasks only.
+INSERT INTO task_stats (id, taken_at, stats)
+WITH counts AS (
+    SELECT status, type, count(*) AS count FROM tasks GROUP BY status, type
+), waits AS (
+    SELECT type, count(*) AS ready,
+           extract(epoch FROM sum(statement_timestamp() - queued_at))::float8 AS wait_sum,
+           extract(epoch FROM statement_timestamp() - min(queued_at))::float8 AS oldest_wait
+    FROM tasks
+    WHERE status = 'pending' AND dependencies_left = 0
+    GROUP BY type
+)
+SELECT 1, statement_timestamp(), coalesce(jsonb_agg(jsonb_build_object(
+           'status', counts.status, 'type', counts.type, 'count', counts.count, 'ready', waits.ready,
+           'wait_sum', waits.wait_sum, 'oldest_wait', waits.oldest_wait
+       )), '[]'::jsonb)
+FROM counts LEFT JOIN waits ON counts.status = 'pending' AND waits.type = counts.type
+ON CONFLICT (id) DO UPDATE SET taken_at = excluded.taken_at, stats = excluded.stats;
+
+-- name: stats
+-- The table's statistics as last taken.
+SELECT taken_at, stats::text AS stats FROM task_stats WHERE id = 1;

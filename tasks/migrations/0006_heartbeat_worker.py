@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tasks", "0004_status_index_leaves_pending_out"),
+        ("tasks", "0005_table_stats"),
     ]
 
     operations = [

@@ -64,7 +64,7 @@ def running(cursor) -> dict:
     """The runs the explained claim started (lock_ends, then complete_ends, record their ends)."""
     cursor.execute("SELECT id, token FROM tasks WHERE status = 'running' ORDER BY started_at, id")
     rows = cursor.fetchall()
-    return {"ids": [row[0] for row in rows], "tokens": [row[1] for row in rows]}
+    return {"ids": [row[0] for row in rows], "tokens": [row[1] for row in rows], "worker": "explain:1"}
 
 
 def main(finished: int) -> None:
@@ -73,7 +73,7 @@ def main(finished: int) -> None:
             cursor.execute(FILL, {"finished": finished})
             cursor.execute("ANALYZE tasks")
             statements = [
-                ("claim", lambda: {"types": ["diagnostics.noop"], "limit": 8, "window": 32}),
+                ("claim", lambda: {"types": ["diagnostics.noop"], "limit": 8, "window": 32, "worker": "explain:1"}),
                 ("refresh_heartbeats", lambda: running(cursor)),
                 ("lock_ends", lambda: running(cursor)),
                 ("complete_ends", lambda: running(cursor)),

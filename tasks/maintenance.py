@@ -161,6 +161,8 @@ class RunningTask:
     started_at: datetime | None
     # Seconds since its run's last heartbeat, by the database's clock.
     heartbeat_age: float
+    # The `runworkers` process running it, as host:pid (None: claimed outside a pool).
+    worker: str | None
 
 
 @dataclass(frozen=True)
@@ -200,9 +202,12 @@ def stats(*, heartbeat: float) -> Stats:
         Heartbeat.objects.filter(task__status=Task.Status.RUNNING, task__token=F("token"))
         .annotate(age=Now() - F("heartbeat"))
         .order_by("task__started_at", "task_id")
-        .values_list("task_id", "task__type", "task__org_id", "task__started_at", "age")
+        .values_list("task_id", "task__type", "task__org_id", "task__started_at", "age", "worker")
     )
-    running = [RunningTask(id, type_, org, started, age.total_seconds()) for id, type_, org, started, age in beats]
+    running = [
+        RunningTask(id, type_, org, started, age.total_seconds(), worker)
+        for id, type_, org, started, age, worker in beats
+    ]
     return Stats(
         counts=counts,
         oldest_pending=None if oldest is None else PendingTask(*oldest[:3], oldest[3].total_seconds(), oldest[4]),

@@ -169,6 +169,8 @@ class Heartbeat(models.Model):
     token = models.UUIDField(primary_key=True)
     task = models.ForeignKey(Task, on_delete=models.DB_CASCADE, db_column="id", related_name="+")
     heartbeat = models.DateTimeField()
+    # The `runworkers` process that runs the task, as host:pid (none when claimed outside a pool).
+    worker = models.CharField(max_length=300, null=True, blank=True)  # noqa: DJ001 (none is "no process")
     # The end of a run that its stopping pool could not record (another transaction held its
     # task): {"as": "completed" | "failed", "error": ..., "requeueable": ...}, recorded by the
     # next janitor pass of any pool.

@@ -194,8 +194,11 @@ class Recorded:
 CLAIM_WINDOW = 4
 
 
-def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: int) -> Recorded:
-    """Record the ends of runs and claim up to `limit` new ones.
+def finish_and_claim(
+    outcomes: Sequence[Outcome], types: Sequence[str], limit: int, *, worker: str | None = None
+) -> Recorded:
+    """Record the ends of runs and claim up to `limit` new ones; `worker` names the process
+    that runs them on their heartbeat rows (`manage.py tasks stats` lists them by it).
 
     A pool calls this from one thread, so that the ends of many runs and the next claims
     cost one round trip, not a few per task: the completions, the release of their
@@ -236,13 +239,17 @@ def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: i
         locks = ends = claim = None
         with conn.transaction():
             if completed:
-                ends_params = {"ids": [o.run.task.id for o in completed], "tokens": [o.run.token for o in completed]}
+                ends_params = {
+                    "ids": [o.run.task.id for o in completed],
+                    "tokens": [o.run.token for o in completed],
+                    "worker": worker,
+                }
                 locks = _send(conn, "lock_ends", ends_params)
                 ends = _send(conn, "complete_ends", ends_params)
             if stopped:
                 _send(conn, "drop_heartbeats", {"tokens": stopped}).close()
             if limit > 0:
-                params = {"types": list(types), "limit": limit, "window": CLAIM_WINDOW * limit}
+                params = {"types": list(types), "limit": limit, "window": CLAIM_WINDOW * limit, "worker": worker}
                 claim = _send(conn, "claim", params)
         lost_completions = []
         if locks is not None and ends is not None:
@@ -442,7 +449,7 @@ def requeue_stale(timeout: float) -> list[tuple[uuid.UUID, str]]:
 def _record_handed_over(cursor: Cursor, task_id: uuid.UUID, token: uuid.UUID, ending: dict[str, Any]) -> str | None:
     """Record an end that a stopping pool handed over (see hand_over_ends); TaskBusy, which
     rolls back to the caller's savepoint (heartbeat and hand-over kept), while it is held."""
-    params = {"ids": [task_id], "tokens": [token]}
+    params = {"ids": [task_id], "tokens": [token], "worker": None}
     [lock] = _execute(cursor, "lock_ends", params)
     if not lock["locked"]:
         if lock["owned"]:

@@ -97,8 +97,8 @@ WITH candidates AS MATERIALIZED (
     RETURNING t.id, t.type, t.payload::text, t.queued_at, t.started_at, t.org_id, t.account_id,
               t.object_uuid, t.object_type, t.token, t.request_id, t.retries, t.priority
 ), beats AS (
-    INSERT INTO task_heartbeats (token, id, heartbeat)
-    SELECT token, id, clock_timestamp() FROM claimed
+    INSERT INTO task_heartbeats (token, id, heartbeat, worker)
+    SELECT token, id, clock_timestamp(), %(worker)s::text FROM claimed
 )
 SELECT claimed.*, counted.candidates
 FROM (SELECT count(*) AS candidates FROM candidates) AS counted
@@ -154,8 +154,8 @@ WITH run AS (
     WHERE t.id = ending.id AND ending.id NOT IN (SELECT id FROM held_back)
     RETURNING t.id
 ), restored AS (
-    INSERT INTO task_heartbeats (token, id, heartbeat)
-    SELECT token, id, clock_timestamp() FROM ending WHERE id IN (SELECT id FROM held_back)
+    INSERT INTO task_heartbeats (token, id, heartbeat, worker)
+    SELECT token, id, clock_timestamp(), %(worker)s::text FROM ending WHERE id IN (SELECT id FROM held_back)
 ), counts AS (
     SELECT task_id, count(*) AS n FROM edges WHERE dependency_id NOT IN (SELECT id FROM held_back) GROUP BY task_id
 ), released AS (

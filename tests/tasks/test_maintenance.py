@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -391,8 +392,8 @@ def test_stats_counts_the_queue_and_shows_the_running_tasks():
     oldest = aged("diagnostics.noop", "pending", 2, dependencies_left=1)
     aged("diagnostics.noop", "pending", 1)
     aged("diagnostics.fail", "failed", 1)
-    live = HeartbeatFactory(task__type="diagnostics.sleep", age=1).task
-    stale = HeartbeatFactory(task__type="diagnostics.sleep", age=600).task
+    live = HeartbeatFactory(task__type="diagnostics.sleep", age=1, worker="host-a:101").task
+    stale = HeartbeatFactory(task__type="diagnostics.sleep", age=600, worker="host-b:202").task
 
     lines = run("stats").splitlines()
 
@@ -406,11 +407,14 @@ def test_stats_counts_the_queue_and_shows_the_running_tasks():
     assert re.fullmatch(
         rf"oldest pending: {oldest.id} diagnostics.noop queued \S+ \(2d 0h ago, waiting for 1 dependencies\)", lines[5]
     ), lines[5]
-    assert lines[6] == "running with a live heartbeat (younger than TASKING_HEARTBEAT, 1m 0s): 1"
-    assert re.fullmatch(rf"  {live.id}  diagnostics.sleep  org 1234  started \S+  beat 1\.\ds ago", lines[7])
-    assert lines[8] == "running with a stale heartbeat (a dead or stalled worker: a pool requeues them): 1"
-    assert lines[9].startswith(f"  {stale.id}  diagnostics.sleep")
-    assert len(lines) == 10
+    assert lines[6:8] == ["runworkers processes running tasks (host:pid): 1", "  host-a:101  1 running"]
+    assert lines[8] == "running with a live heartbeat (younger than TASKING_HEARTBEAT, 1m 0s): 1"
+    assert re.fullmatch(
+        rf"  {live.id}  diagnostics.sleep  org 1234  started \S+  beat 1\.\ds ago  by host-a:101", lines[9]
+    ), lines[9]
+    assert lines[10] == "running with a stale heartbeat (a dead or stalled worker: a pool requeues them): 1"
+    assert lines[11].startswith(f"  {stale.id}  diagnostics.sleep") and lines[11].endswith("by host-b:202")
+    assert len(lines) == 12
 
 
 def test_stats_of_an_empty_queue():
@@ -418,8 +422,21 @@ def test_stats_of_an_empty_queue():
         "type   pending  running  completed  failed  canceled  total",
         "total        0        0          0       0         0      0",
         "oldest pending: -",
+        "runworkers processes running tasks (host:pid): 0",
         "running with a live heartbeat (younger than TASKING_HEARTBEAT, 1m 0s): 0",
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stats_names_the_process_that_runs_a_task(start_pool):
+    pool = start_pool(workers=1, types=["test.gate"])
+    client.enqueue("test.gate", {"gate": "never"})
+    wait_until(lambda: pool.running(), message="the task to run")
+
+    lines = run("stats").splitlines()
+
+    process = f"{socket.gethostname()}:{os.getpid()}"
+    assert f"  {process}  1 running" in lines, lines
 
 
 # bad input, from the real command line

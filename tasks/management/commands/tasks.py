@@ -300,6 +300,12 @@ class Command(BaseCommand):
             waiting = f", waiting for {oldest.dependencies_left} dependencies" if oldest.dependencies_left else ""
             age = f"{duration(oldest.age)} ago{waiting}"
             self.stdout.write(f"oldest pending: {oldest.id} {oldest.type} queued {iso(oldest.queued_at)} ({age})")
+        processes: dict[str, int] = {}
+        for task in figures.live:
+            processes[task.worker or "-"] = processes.get(task.worker or "-", 0) + 1
+        self.stdout.write(f"runworkers processes running tasks (host:pid): {len(processes)}")
+        for worker, count in sorted(processes.items()):
+            self.stdout.write(f"  {worker}  {count} running")
         live = f"running with a live heartbeat (younger than TASKING_HEARTBEAT, {duration(heartbeat)})"
         self.write_running(live, figures.live)
         if figures.stale:
@@ -312,5 +318,5 @@ class Command(BaseCommand):
         for task in running:
             self.stdout.write(
                 f"  {task.id}  {task.type}  org {task.org_id or '-'}  started {iso(task.started_at)}"
-                f"  beat {task.heartbeat_age:.1f}s ago"
+                f"  beat {task.heartbeat_age:.1f}s ago  by {task.worker or '-'}"
             )

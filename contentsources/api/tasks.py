@@ -192,6 +192,8 @@ def _statuses(text: str | None) -> list[str] | None:
     if not text:
         return None
     statuses = [part.strip() for part in text.split(",") if part.strip()]
+    if not statuses:
+        raise ValidationError({"status": [f"names no status: {text[:40]!r}"]})
     unknown = [value for value in statuses if value not in Task.Status.values]
     if unknown:
         known = ", ".join(Task.Status.values)

@@ -38,7 +38,8 @@ def lazy_database_settings(data_dir: Path) -> dict[str, Any]:
         "NAME": "postgres",
         "USER": "postgres",
         "PASSWORD": "",
-        "HOST": "",
+        # Where the server's socket normally is, until its first connection says (base.py).
+        "HOST": str(data_dir),
         "PORT": "",
         "DATA_DIR": str(data_dir),
     }

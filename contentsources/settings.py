@@ -203,7 +203,7 @@ REPOSITORIES = _repositories_from_environment()
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["contentsources.api.identity.IdentityAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["contentsources.api.renderers.JSON"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "contentsources.api.errors.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

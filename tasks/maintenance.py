@@ -97,7 +97,7 @@ class Retried:
 
 def retry_failed(*, type: str, hours: float) -> Retried:
     """Put back to pending the failed tasks of `type` that ended in the last `hours` (by the
-    database's clock), counting no retry, as the admin's requeue does."""
+    database's clock), with no retry used, as the admin's requeue does."""
     recent = Task.objects.filter(
         type=type, status=Task.Status.FAILED, finished_at__gte=Now() - timedelta(hours=hours)
     ).order_by("seq")

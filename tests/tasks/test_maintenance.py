@@ -370,6 +370,14 @@ def test_cancel_all_cancels_a_type_cancellable_or_not_with_its_dependents():
     assert [statuses[t.id] for t in (first, second, child, other_org)] == ["canceled"] * 3 + ["pending"]
 
 
+def test_cancel_all_cancels_the_tasks_of_a_type_that_lost_its_handler():
+    task = aged("gone.type", "pending", 0)
+    assert run("cancel-all", "--type", "gone.type").splitlines()[-1] == (
+        "canceled 1 gone.type task, with their unfinished dependents"
+    )
+    assert Task.objects.get(pk=task.id).status == "canceled"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_cancel_all_stops_a_running_handler(start_pool):
     pool = start_pool(workers=1, types=["test.gate"])
@@ -435,6 +443,7 @@ def test_stats_of_an_empty_queue():
         ([b"retry-failed", b"--type", b"diagnostics.fail", b"--hours", b"nan"], "--hours must be a number above 0"),
         ([b"retry-failed", b"--type", b"diagnostics.fail", b"--hours", b"1e9"], "at most 8760 (a year): 1e+09"),
         ([b"cancel-all", b"--type", b"\xff"], "--type is not valid text: '\\udcff'"),
+        ([b"cancel-all", b"--type", b"no.such.type"], "unknown task type: 'no.such.type' (no handler is registered"),
         ([b"cancel-all", b"--type", b"diagnostics.noop", b"--org", b"\xff"], "--org is not valid text: '\\udcff'"),
     ],
 )

@@ -253,6 +253,13 @@ class Command(BaseCommand):
     def handle_cancel_all(self, *, type: str, org: str | None, dry_run: bool, **options: Any) -> None:
         check_text("--type", type)
         check_text("--org", org)
+        if registry.find(type) is None and not Task.objects.filter(type=type).exists():
+            # A type no handler serves may still have tasks to cancel (its code was removed);
+            # one that no task has either is a typo.
+            raise CommandError(
+                f"unknown task type: {type!r} (no handler is registered for it, and no task has it); "
+                f"registered types: {', '.join(registry.types())}"
+            )
         of_org = f" of org {org}" if org is not None else ""
         if dry_run:
             found = maintenance.cancelable(type=type, org=org)

@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -465,3 +466,21 @@ def test_bad_input_is_one_line_without_traceback_and_writes_nothing(args, messag
     assert stderr.startswith("CommandError: ") and message in stderr, stderr
     assert state() == before
     assert {failed.id, pending.id} <= {row[0] for row in before}
+
+
+@pytest.mark.parametrize("args", [["stats"], ["cleanup", "--dry-run"], ["retry-failed", "--type", "diagnostics.fail"]])
+def test_an_unreachable_database_is_one_line_without_traceback(args):
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "manage.py", "tasks", *args],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{port}/nowhere", "SECRET_KEY": "test"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("CommandError: database error: connection failed"), result.stderr

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import OperationalError
 from django.db.models import F
 from django.db.models.functions import Now
 
@@ -133,6 +134,8 @@ class Command(BaseCommand):
             getattr(self, f"handle_{command.replace('-', '_')}")(**options)
         except TaskError as exc:
             raise CommandError(str(exc)) from None
+        except OperationalError as exc:  # the database is unreachable, or went away
+            raise CommandError(f"database error: {one_line(str(exc), ERROR_WIDTH * 4)}") from None
 
     def handle_enqueue(
         self, *, type: str, payload: str | None, priority: int, depends_on: list[str], org: str | None, **options: Any

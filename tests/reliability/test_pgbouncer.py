@@ -11,6 +11,7 @@ LISTENs.
 
 import os
 import pwd
+import re
 import socket
 import subprocess
 import tempfile
@@ -47,6 +48,12 @@ def pgbouncer_command() -> str:
     return debian_command("pgbouncer", "pgbouncer")
 
 
+def pgbouncer_version(command: str) -> tuple[int, ...]:
+    """(1, 18) from `PgBouncer 1.18.0`, the first line of `pgbouncer --version`."""
+    first = subprocess.run([command, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
+    return tuple(int(number) for number in re.findall(r"\d+", first)[:2])
+
+
 @pytest.fixture
 def pgbouncer(transactional_db, pgbouncer_command) -> Iterator[str]:
     """A PgBouncer in transaction mode in front of the test database; yields its DATABASE_URL."""
@@ -70,6 +77,11 @@ def pgbouncer(transactional_db, pgbouncer_command) -> Iterator[str]:
             f"default_pool_size = {SERVER_CONNECTIONS}",
             "max_client_conn = 200",
         ]
+        if pgbouncer_version(pgbouncer_command) >= (1, 21):
+            # PgBouncer 1.21 learnt to carry prepared statements across server sessions, where
+            # max_prepared_statements is on: that would hide a pool that prepares. Off, a
+            # statement prepared on one session still fails on the next, as on older versions.
+            lines.append("max_prepared_statements = 0")
         if os.geteuid() == 0:
             # PgBouncer will not run as root. It becomes the owner of a socket folder (an
             # embedded server's is its own), or nobody for a server on TCP.

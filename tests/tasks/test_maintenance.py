@@ -323,6 +323,23 @@ def test_retry_failed_requeues_the_recent_failures_of_a_type():
     assert run("retry-failed", "--type", "diagnostics.fail", "--hours", "12").splitlines()[0] == f"requeued {older.id}"
 
 
+def test_retry_failed_says_which_tasks_it_left_because_their_unique_key_is_taken():
+    """A final failure frees its unique key: a new task may hold it since."""
+    taken = aged("diagnostics.fail", "failed", 1 / 24, unique_key="k1")
+    holder = aged("diagnostics.noop", "pending", 0, unique_key="k1")
+    free = aged("diagnostics.fail", "failed", 1 / 24)
+
+    output = run("retry-failed", "--type", "diagnostics.fail")
+
+    statuses = dict(Task.objects.values_list("id", "status"))
+    assert [statuses[t.id] for t in (taken, holder, free)] == ["failed", "pending", "pending"]
+    assert output.splitlines() == [
+        f"requeued {free.id}",
+        f"skipped {taken.id} (another task that may still run holds its unique key)",
+        "requeued 1 failed diagnostics.fail task that ended in the last 6 hours; 1 skipped",
+    ]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_retry_failed_wakes_a_running_pool(start_pool):
     start_pool(workers=1, types=["test.record"])

@@ -247,9 +247,12 @@ class Command(BaseCommand):
             self.stdout.write(f"requeued {task_id}")
         for task_id in retried.skipped:
             self.stdout.write(f"skipped {task_id} (no longer failed, or held by another transaction)")
+        for task_id in retried.key_held:
+            self.stdout.write(f"skipped {task_id} (another task that may still run holds its unique key)")
+        skipped = len(retried.skipped) + len(retried.key_held)
         self.stdout.write(
             f"requeued {tasks(len(retried.requeued), 'failed ' + type)} that ended in the last {hours:g} hours"
-            + (f"; {len(retried.skipped)} skipped" if retried.skipped else "")
+            + (f"; {skipped} skipped" if skipped else "")
             + (f"; {retried.canceled} canceled by a user left as they are" if retried.canceled else "")
         )
 

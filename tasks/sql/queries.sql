@@ -345,16 +345,18 @@ WHERE id = %(id)s::uuid AND token = %(token)s::uuid AND status = 'running'
 RETURNING id;
 
 -- name: requeue_failed
--- Put a failed task back to pending at once, by hand (the admin, a maintenance job), counting
--- no retry, without waiting for a transaction that holds it. Says the status the task had and
--- whether it was locked; no row when there is no such task. When another active task holds its
--- unique key, the statement fails on tasks_unique_key_active (the caller's savepoint undoes it).
+-- Put a failed task back to pending at once, by hand (the admin, a maintenance job), with the
+-- whole retry budget again (the original's retry job resets it: a task that had used it up
+-- would otherwise fail for good at its first crash), without waiting for a transaction that
+-- holds it. Says the status the task had and whether it was locked; no row when there is no
+-- such task. When another active task holds its unique key, the statement fails on
+-- tasks_unique_key_active (the caller's savepoint undoes it).
 WITH target AS MATERIALIZED (
     SELECT id, status FROM tasks WHERE id = %(id)s::uuid FOR NO KEY UPDATE SKIP LOCKED
 ), requeued AS (
     UPDATE tasks t
     SET status = 'pending', started_at = NULL, finished_at = NULL, token = NULL, error = NULL,
-        next_retry_time = NULL
+        next_retry_time = NULL, retries = 0
     FROM target
     WHERE t.id = target.id AND target.status = 'failed'
     RETURNING t.id

@@ -53,6 +53,10 @@ class RedirectLoop(RepositoryError):
     """A redirect leads back to a URL already visited."""
 
 
+class RedirectRefused(RepositoryError):
+    """A redirect carries credentials of its own, or leaves https for http."""
+
+
 class DownloadTooLarge(RepositoryError):
     """The body is larger than REPOSITORIES_MAX_DOWNLOAD_SIZE."""
 

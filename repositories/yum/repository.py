@@ -2,7 +2,6 @@
 
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from urllib.parse import urljoin
 
 from repositories.exceptions import HTTPNotFound, MalformedMetadata, NotAYumRepository
 from repositories.yum.checksum import verify_checksum
@@ -17,6 +16,7 @@ from repositories.yum.content import (
 from repositories.yum.fetch import StopCheck, download, never, redact
 from repositories.yum.packages import Package, iter_packages
 from repositories.yum.repomd import PRIMARY, REPOMD_PATH, MetadataFile, Repomd, parse_repomd
+from repositories.yum.urls import file_url
 
 UPDATEINFO = "updateinfo"
 MODULES = "modules"
@@ -33,7 +33,7 @@ class YumRepository:
     """
 
     def __init__(self, url: str, directory: Path, *, should_stop: StopCheck = never):
-        self.url = url if url.endswith("/") else f"{url}/"
+        self.url = file_url(url)
         self.shown_url = redact(self.url)
         self.directory = directory
         self._should_stop = should_stop
@@ -51,7 +51,7 @@ class YumRepository:
         if self._repomd is None:
             path = self.repomd_file
             try:
-                download(urljoin(self.url, REPOMD_PATH), path, should_stop=self._should_stop)
+                download(file_url(self.url, REPOMD_PATH), path, should_stop=self._should_stop)
             except HTTPNotFound as exc:
                 raise NotAYumRepository(f"{self.shown_url} is not a yum repository: {exc}") from None
             self._repomd = parse_repomd(path, repository=self.shown_url)
@@ -71,7 +71,7 @@ class YumRepository:
                 f"{REPOMD_PATH} of {self.shown_url} locates {file.type} at {file.location_href!r}, which is not a file"
             )
         path = self.directory / name
-        download(urljoin(self.url, file.location_href), path, should_stop=self._should_stop)
+        download(file_url(self.url, file.location_href), path, should_stop=self._should_stop)
         verify_checksum(path, file.checksum_type, file.checksum, shown_as=shown_as)
         self._downloaded[file.location_href] = path
         return path

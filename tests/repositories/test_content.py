@@ -27,6 +27,16 @@ def test_each_kind_of_content_is_counted(yum_server, repository, work_dir):
     assert counts == ContentCounts(packages=3, advisories=2, package_groups=2, environments=1, module_streams=1)
 
 
+def test_a_repository_url_with_a_query_keeps_it_for_every_file_it_fetches(yum_server, repository, work_dir):
+    server = yum_server()
+
+    counts = YumRepository(server.url("?token=a b"), work_dir).content_counts()
+
+    assert counts.packages == 3
+    assert server.targets and all(target.endswith("?token=a%20b") for target in server.targets)
+    assert "/repodata/repomd.xml?token=a%20b" in server.targets
+
+
 def test_a_repository_of_packages_only_counts_nothing_else(yum_server, repo_root, work_dir):
     build_repository(repo_root, PACKAGES)
 

@@ -1,6 +1,7 @@
 """Snapshots served as yum repositories: `<CONTENT_URL_PREFIX><org id>/<snapshot uuid>/...`.
 
-The metadata (repodata/repomd.xml and every file it lists) is served byte for byte from the
+The metadata (repodata/repomd.xml, its signature repomd.xml.asc where the repository has one,
+and every file repomd.xml lists) is served byte for byte from the
 snapshot storage, with the headers a yum or dnf client and a cache use (Content-Length, ETag,
 Last-Modified, Range, conditional requests). Any other path, a package, is redirected to the
 upstream repository: the metadata is frozen, the packages are fetched on demand.
@@ -38,6 +39,7 @@ CONTENT_TYPES = {
     ".zck": "application/zchunk",
     ".sqlite": "application/vnd.sqlite3",
     ".yaml": "application/yaml",
+    ".asc": "application/pgp-signature",  # repomd.xml.asc
 }
 REPODATA = "repodata"
 # One range, in bytes (the unit is case-insensitive); several ranges are answered whole.

@@ -1,9 +1,10 @@
 """`snapshot`: freeze a configuration's repository metadata, to serve it back as a yum
 repository.
 
-Every file repomd.xml lists (and repomd.xml itself) is downloaded, its declared checksum
-verified, and stored by its sha256 (repositories.storage); then the snapshot, its files and
-its counts are recorded in one transaction. A run that fails or is cancelled deletes the
+Every file repomd.xml lists (and repomd.xml itself, and its detached signature repomd.xml.asc
+where the repository has one) is downloaded, its declared checksum verified, and stored by its
+sha256 (repositories.storage); then the snapshot, its files and its counts are recorded in one
+transaction. A run that fails or is cancelled deletes the
 files stored for this task that nothing references, and records nothing.
 
 Each blob is named in the task's payload before it is stored, so that a run after a rescue
@@ -30,12 +31,12 @@ from repositories.yum.checksum import file_checksum
 from repositories.yum.compression import decompressed
 from repositories.yum.content import advisory_ids
 from repositories.yum.packages import iter_packages
-from repositories.yum.repomd import PRIMARY
+from repositories.yum.repomd import PRIMARY, REPOMD_PATH, REPOMD_SIGNATURE_PATH
 from tasks.context import TaskContext
 from tasks.registry import handler
 
 REPOMD = "repomd"
-REPOMD_PATH = "repodata/repomd.xml"
+REPOMD_SIGNATURE = "repomd_signature"
 UPDATEINFO = "updateinfo"
 # Content types as the original's API names them (Pulp's).
 PACKAGES, ADVISORIES = "rpm.package", "rpm.advisory"
@@ -108,6 +109,8 @@ def _take(context: TaskContext, configuration: RepositoryConfiguration) -> Snaps
         (directory / "new").mkdir()
         repomd = yum.repomd()
         files = {REPOMD_PATH: _store(context, yum.repomd_file, REPOMD_PATH, REPOMD)}
+        if (signature := yum.repomd_signature()) is not None:
+            files[REPOMD_SIGNATURE_PATH] = _store(context, signature, REPOMD_SIGNATURE_PATH, REPOMD_SIGNATURE)
         for record in repomd.files:
             context.raise_if_cancelled()
             path = _served_path(record.location_href, yum.shown_url)
@@ -159,7 +162,7 @@ def _served_path(location_href: str, shown_url: str) -> str:
     """Where the snapshot serves a file: its location in the repository, which must stay
     inside it."""
     path = normpath(location_href)
-    if path.startswith(("..", "/")) or path in (".", REPOMD_PATH):
+    if path.startswith(("..", "/")) or path in (".", REPOMD_PATH, REPOMD_SIGNATURE_PATH):
         raise MalformedMetadata(f"repodata/repomd.xml of {shown_url} lists a file outside the repository: {path}")
     return path
 

@@ -15,7 +15,14 @@ from repositories.yum.content import (
 )
 from repositories.yum.fetch import StopCheck, download, never, redact
 from repositories.yum.packages import Package, iter_packages
-from repositories.yum.repomd import PRIMARY, REPOMD_PATH, MetadataFile, Repomd, parse_repomd
+from repositories.yum.repomd import (
+    PRIMARY,
+    REPOMD_PATH,
+    REPOMD_SIGNATURE_PATH,
+    MetadataFile,
+    Repomd,
+    parse_repomd,
+)
 from repositories.yum.urls import file_url
 
 UPDATEINFO = "updateinfo"
@@ -57,6 +64,16 @@ class YumRepository:
             self._repomd = parse_repomd(path, repository=self.shown_url)
         return self._repomd
 
+    def repomd_signature(self) -> Path | None:
+        """repodata/repomd.xml.asc, the detached signature of repomd.xml, as served; None when
+        the repository has none (404). Fetch it after `repomd()`, which it signs."""
+        path = self.directory / PurePosixPath(REPOMD_SIGNATURE_PATH).name
+        try:
+            download(file_url(self.url, REPOMD_SIGNATURE_PATH), path, should_stop=self._should_stop)
+        except HTTPNotFound:
+            return None
+        return path
+
     def download(self, file: MetadataFile) -> Path:
         """Download a file that repomd.xml lists and verify its checksum; the file as served.
         A file is downloaded once, whatever number of calls ask for it."""
@@ -66,7 +83,7 @@ class YumRepository:
         if not (file.checksum_type and file.checksum):
             raise MalformedMetadata(f"{REPOMD_PATH} of {self.shown_url} gives no checksum for {file.location_href}")
         name = PurePosixPath(file.location_href).name
-        if name in ("", ".", "..", "repomd.xml"):
+        if name in ("", ".", "..", PurePosixPath(REPOMD_PATH).name, PurePosixPath(REPOMD_SIGNATURE_PATH).name):
             raise MalformedMetadata(
                 f"{REPOMD_PATH} of {self.shown_url} locates {file.type} at {file.location_href!r}, which is not a file"
             )

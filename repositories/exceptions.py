@@ -111,3 +111,7 @@ class ConfigurationNotFound(RepositoryError):
 
 class SnapshotsNotEnabled(RepositoryError):
     """A snapshot was asked of a configuration whose `snapshot` flag is off."""
+
+
+class NightlyRunInProgress(RepositoryError):
+    """Another nightly run holds the nightly lock."""

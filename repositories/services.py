@@ -261,8 +261,15 @@ def _queue_lost_deletions(*, batch_size: int, request_id: str | None) -> int:
             if not batch:
                 break
             for configuration in batch:
+                # The lost task's payload names what its runs left to release.
+                lost = Task.objects.filter(unique_key=unique_key(DELETE_SNAPSHOTS, configuration)).order_by("-seq")
                 try:
-                    _enqueue(DELETE_SNAPSHOTS, configuration, request_id=request_id)
+                    _enqueue(
+                        DELETE_SNAPSHOTS,
+                        configuration,
+                        request_id=request_id,
+                        payload=lost.values_list("payload", flat=True).first(),
+                    )
                 except TaskAlreadyQueued:
                     continue
                 queued += 1
@@ -373,10 +380,13 @@ def _enqueue(
     request_id: str | None,
     dependencies: list[uuid.UUID] | None = None,
     force: bool = False,
+    payload: dict[str, object] | None = None,
 ) -> uuid.UUID:
-    payload: dict[str, object] = {"repository_configuration_uuid": str(configuration.uuid)}
-    if task_type == INTROSPECT:
-        payload = {"repository_uuid": str(configuration.repository_id), "force": force}
+    """Queue a task of the configuration, with its default payload unless `payload` is given."""
+    if payload is None:
+        payload = {"repository_configuration_uuid": str(configuration.uuid)}
+        if task_type == INTROSPECT:
+            payload = {"repository_uuid": str(configuration.repository_id), "force": force}
     return client.enqueue(
         task_type,
         payload,

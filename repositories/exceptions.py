@@ -97,6 +97,11 @@ class DecompressionBomb(RepositoryError):
     """A metadata file decompresses to more than REPOSITORIES_MAX_DECOMPRESSED_SIZE."""
 
 
+class IntrospectionFailed(RepositoryError):
+    """Another task's introspection of the same repository, started after this one was
+    queued, failed: this one ends with its error."""
+
+
 class InvalidInput(RepositoryError):
     """A value given for a configuration cannot be used; `field` names it."""
 

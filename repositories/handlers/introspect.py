@@ -4,17 +4,25 @@ Not requeueable, as in the original: a failed introspection is counted on the re
 tried again by the next one (the nightly run, or a user's). A repository whose repomd.xml is
 unchanged since its last success is not parsed again, unless the payload says `force`. What a
 run found is recorded only while it owns its task: a cancelled run records nothing.
+
+The configurations of many organisations share a repository: its introspections run one at a
+time, and one that finds that an introspection started after it was queued has ended since
+ends as that one did (a nightly run queues one for each organisation, and the repository is
+downloaded once).
 """
 
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from django.db import connection, models, transaction
+from django.db import OperationalError, connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
+from psycopg.errors import LockNotAvailable
 
 from repositories.exceptions import (
     FetchStopped,
@@ -23,6 +31,7 @@ from repositories.exceptions import (
     HostUnreachable,
     HTTPNotFound,
     HTTPStatusError,
+    IntrospectionFailed,
     MalformedMetadata,
     RepositoryError,
     TLSError,
@@ -32,6 +41,7 @@ from repositories.models import ERROR_LIMIT, Repository
 from repositories.models import Package as PackageRow
 from repositories.services import INTROSPECT
 from repositories.yum import YumRepository
+from repositories.yum.fetch import redact
 from repositories.yum.packages import Package
 from repositories.yum.repomd import PRIMARY, Repomd
 from tasks.context import TaskContext
@@ -39,6 +49,12 @@ from tasks.registry import handler
 
 # How often (in packages) the handler looks for a cancellation while it stores packages.
 CHECK_EVERY = 1000
+# The repository's introspection lock: (class, object), the class being this task type's.
+INTROSPECTION_LOCK = "hashtext('introspect'), hashtext(%s)"
+# How long each wait for the lock lasts before the task looks for a cancellation, and how long
+# it waits in all before it goes on without the lock.
+LOCK_WAIT_STEP = 0.5
+LOCK_WAIT_LIMIT = 30 * 60.0
 
 
 def _max_length(model: type[models.Model], field: str) -> int:
@@ -60,10 +76,64 @@ UNREACHABLE = (HostNotFound, HostUnreachable, TLSError, FetchTimeout, TruncatedD
 
 @handler(INTROSPECT, cancellable=True, failures=(RepositoryError,))
 def introspect(context: TaskContext) -> None:
-    repository = Repository.objects.filter(uuid=context.payload["repository_uuid"]).first()
-    if repository is None:
-        context.logger.info("repository gone, nothing to introspect")
+    repository_uuid = context.payload["repository_uuid"]
+    with _one_introspection_at_a_time(repository_uuid, context):
+        repository = Repository.objects.filter(uuid=repository_uuid).first()
+        if repository is None:
+            context.logger.info("repository gone, nothing to introspect")
+            return
+        if _introspected_since(repository, context.task.queued_at):
+            _adopt(repository, context)
+            return
+        _introspect(repository, context)
+
+
+@contextmanager
+def _one_introspection_at_a_time(repository_uuid: str, context: TaskContext) -> Iterator[None]:
+    """Hold the repository's introspection lock: the configurations of many organisations
+    share a repository, and the introspections that they queue at once (the nightly run's)
+    download it one after the other, the later ones finding the first's result. A session
+    lock of the database: a worker that dies lets go of it with its connection. Waits in
+    steps, to hear of a cancel; past LOCK_WAIT_LIMIT (a holder that hangs), goes on without."""
+    deadline = time.monotonic() + LOCK_WAIT_LIMIT
+    while True:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = {int(LOCK_WAIT_STEP * 1000)}")
+                cursor.execute(f"SELECT pg_advisory_lock({INTROSPECTION_LOCK})", [repository_uuid])
+            break
+        except OperationalError as exc:
+            if not isinstance(exc.__cause__, LockNotAvailable):
+                raise
+        context.raise_if_cancelled()
+        if time.monotonic() > deadline:
+            context.logger.warning("another introspection of the repository holds its lock; going on without it")
+            yield
+            return
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT pg_advisory_unlock({INTROSPECTION_LOCK})", [repository_uuid])
+
+
+def _introspected_since(repository: Repository, queued_at: datetime) -> bool:
+    """Whether an introspection that started after this task was queued has ended: its
+    result is as fresh as this task asked for."""
+    return repository.last_introspection_time is not None and repository.last_introspection_time >= queued_at
+
+
+def _adopt(repository: Repository, context: TaskContext) -> None:
+    """End as the introspection that ran meanwhile (another organisation's) ended, recording
+    nothing more: neither a second visit nor a second failure."""
+    shown = redact(repository.url)
+    if repository.last_introspection_success_time == repository.last_introspection_time:
+        context.logger.info("repository introspected meanwhile by another task url=%s", shown)
         return
+    raise IntrospectionFailed(repository.last_introspection_error or f"the introspection of {shown} failed")
+
+
+def _introspect(repository: Repository, context: TaskContext) -> None:
     started = timezone.now()
     with tempfile.TemporaryDirectory(prefix="introspect-") as scratch:
         yum = YumRepository(repository.url, Path(scratch), should_stop=lambda: context.stop_requested)

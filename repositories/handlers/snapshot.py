@@ -16,6 +16,7 @@ nothing more.
 """
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from posixpath import normpath
@@ -29,9 +30,10 @@ from repositories.storage import blob_name, hold_blobs, release_blobs, snapshot_
 from repositories.yum import YumRepository
 from repositories.yum.checksum import file_checksum
 from repositories.yum.compression import decompressed
-from repositories.yum.content import advisory_ids
+from repositories.yum.content import advisory_ids, comps_ids, module_stream_ids
 from repositories.yum.packages import iter_packages
 from repositories.yum.repomd import PRIMARY, REPOMD_PATH, REPOMD_SIGNATURE_PATH
+from repositories.yum.repository import COMPS_TYPES, MODULES
 from tasks.context import TaskContext
 from tasks.registry import handler
 
@@ -55,11 +57,16 @@ class StoredFile:
 
 @dataclass(frozen=True)
 class Content:
-    """What a snapshot holds: counts by type, and the keys that added and removed compare."""
+    """What a snapshot holds: counts by type, and the identities of each type's content, which
+    added and removed compare (a package by its checksum, an advisory by its id, a group or an
+    environment by its id, a module stream by name:stream:version:context:arch)."""
 
     counts: dict[str, int]
-    packages: set[tuple[str, str]]
-    advisories: set[str]
+    identities: dict[str, frozenset[object]]
+
+
+# A metadata file's type to its decompressed copy and how errors name it, or None if absent.
+Opener = Callable[[str], tuple[Path, str] | None]
 
 
 @handler(SNAPSHOT, cancellable=True, failures=(RepositoryError,))
@@ -180,7 +187,11 @@ def _store(context: TaskContext, path: Path, served_at: str, type: str) -> Store
 
 def _content(yum: YumRepository) -> Content:
     counts = yum.content_counts()
-    updateinfo = yum.metadata(UPDATEINFO)
+
+    def opened(type: str) -> tuple[Path, str] | None:
+        path = yum.metadata(type)
+        return (path, type) if path is not None else None
+
     return Content(
         counts={
             PACKAGES: counts.packages,
@@ -189,28 +200,42 @@ def _content(yum: YumRepository) -> Content:
             ENVIRONMENTS: counts.environments,
             MODULE_STREAMS: counts.module_streams,
         },
-        packages={(package.checksum_type, package.checksum) for package in yum.packages()},
-        advisories=advisory_ids(updateinfo, shown_as=UPDATEINFO) if updateinfo is not None else set(),
+        identities=_identities(opened),
     )
 
 
 def _previous_content(configuration: RepositoryConfiguration, directory: Path) -> Content | None:
-    """The packages and advisories of the configuration's newest snapshot, read back from the
-    snapshot storage; None before its first."""
+    """The content of the configuration's newest snapshot, read back from the snapshot
+    storage; None before its first."""
     previous = Snapshot.objects.filter(repository_configuration=configuration).order_by("-created_at").first()
     if previous is None:
         return None
     directory.mkdir()
-    stored = {file.type: file for file in previous.files.all() if file.type in (PRIMARY, UPDATEINFO)}
-    packages: set[tuple[str, str]] = set()
-    advisories: set[str] = set()
-    if PRIMARY in stored:
-        primary = decompressed(_copy_out(stored[PRIMARY], directory), shown_as=stored[PRIMARY].path)
-        packages = {(p.checksum_type, p.checksum) for p in iter_packages(primary, shown_as=stored[PRIMARY].path)}
-    if UPDATEINFO in stored:
-        updateinfo = decompressed(_copy_out(stored[UPDATEINFO], directory), shown_as=stored[UPDATEINFO].path)
-        advisories = advisory_ids(updateinfo, shown_as=stored[UPDATEINFO].path)
-    return Content(counts=previous.content_counts, packages=packages, advisories=advisories)
+    stored = {file.type: file for file in previous.files.all()}
+
+    def opened(type: str) -> tuple[Path, str] | None:
+        if type not in stored:
+            return None
+        return decompressed(_copy_out(stored[type], directory), shown_as=stored[type].path), stored[type].path
+
+    return Content(counts=previous.content_counts, identities=_identities(opened))
+
+
+def _identities(opened: Opener) -> dict[str, frozenset[object]]:
+    """The identities of the content of each type, from the metadata files that `opened` gives."""
+    identities: dict[str, frozenset[object]] = {}
+    if (primary := opened(PRIMARY)) is not None:
+        packages = iter_packages(primary[0], shown_as=primary[1])
+        identities[PACKAGES] = frozenset((package.checksum_type, package.checksum) for package in packages)
+    if (updateinfo := opened(UPDATEINFO)) is not None:
+        identities[ADVISORIES] = frozenset(advisory_ids(updateinfo[0], shown_as=updateinfo[1]))
+    # The first listed of comps.xml's plain and compressed forms, as the counts read it.
+    if (comps := next(filter(None, map(opened, COMPS_TYPES)), None)) is not None:
+        groups, environments = comps_ids(comps[0], shown_as=comps[1])
+        identities[GROUPS], identities[ENVIRONMENTS] = frozenset(groups), frozenset(environments)
+    if (modules := opened(MODULES)) is not None:
+        identities[MODULE_STREAMS] = frozenset(module_stream_ids(modules[0], shown_as=modules[1]))
+    return identities
 
 
 def _copy_out(file: SnapshotFile, directory: Path) -> Path:
@@ -222,10 +247,10 @@ def _copy_out(file: SnapshotFile, directory: Path) -> Path:
 
 
 def _difference(content: Content, other: Content | None) -> dict[str, int]:
-    """What `content` has that `other` has not: by key where keys are known, by count else."""
+    """How much of each type `content` has that `other` has not, by identity."""
     if other is None:
         return dict(content.counts)
-    difference = {key: max(0, count - other.counts.get(key, 0)) for key, count in content.counts.items()}
-    difference[PACKAGES] = len(content.packages - other.packages)
-    difference[ADVISORIES] = len(content.advisories - other.advisories)
-    return difference
+    return {
+        type: len(content.identities.get(type, frozenset()) - other.identities.get(type, frozenset()))
+        for type in content.counts
+    }

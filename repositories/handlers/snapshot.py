@@ -26,7 +26,7 @@ from django.db import transaction
 from repositories.exceptions import FetchStopped, MalformedMetadata, RepositoryError
 from repositories.models import RepositoryConfiguration, Snapshot, SnapshotFile
 from repositories.services import SNAPSHOT
-from repositories.storage import blob_name, hold_blobs, release_blobs, snapshot_storage, store_blob
+from repositories.storage import hold_blobs, open_blob, release_blobs, store_blob
 from repositories.yum import YumRepository
 from repositories.yum.checksum import file_checksum
 from repositories.yum.compression import decompressed
@@ -43,6 +43,8 @@ UPDATEINFO = "updateinfo"
 # Content types as the original's API names them (Pulp's).
 PACKAGES, ADVISORIES = "rpm.package", "rpm.advisory"
 GROUPS, ENVIRONMENTS, MODULE_STREAMS = "rpm.packagegroup", "rpm.packageenvironment", "rpm.modulemd"
+# How much of a stored file is read back at a time.
+COPY_CHUNK = 1024 * 1024
 # The payload's list of the blobs that runs of this task stored, or were about to.
 STORED = "stored_blobs"
 
@@ -240,9 +242,13 @@ def _identities(opened: Opener) -> dict[str, frozenset[object]]:
 
 def _copy_out(file: SnapshotFile, directory: Path) -> Path:
     target = directory / PurePosixPath(file.path).name
-    with snapshot_storage().open(blob_name(file.blob_id), "rb") as source, target.open("wb") as out:
-        for chunk in source.chunks():
-            out.write(chunk)
+    source = open_blob(file.blob_id)
+    try:
+        with target.open("wb") as out:
+            while chunk := source.read(COPY_CHUNK):
+                out.write(chunk)
+    finally:
+        source.close()
     return target
 
 

@@ -4,8 +4,8 @@ repository.
 Every file repomd.xml lists (and repomd.xml itself, and its detached signature repomd.xml.asc
 where the repository has one) is downloaded, its declared checksum verified, and stored by its
 sha256 (repositories.storage); then the snapshot, its files and its counts are recorded in one
-transaction. A run that fails or is cancelled deletes the
-files stored for this task that nothing references, and records nothing.
+transaction. A run that fails or is cancelled deletes the files stored for this task that
+nothing references, and records nothing.
 
 Each blob is named in the task's payload before it is stored, so that a run after a rescue
 (its worker killed part way) knows what the dead run may have stored, and removes it too if

@@ -6,7 +6,7 @@ Usage: DATABASE_URL=... .venv/bin/python bench/api_tasks.py [--tasks N] [--reque
 In a database of its own (`bench_api`, dropped and created afresh, migrated, dropped at the
 end), on DATABASE_URL's server or the embedded one. It inserts the tasks in SQL (95% finished,
 the rest failed, pending or running; half of them snapshots that depend on the introspection
-before them, every one about a repository of its organisation), VACUUM ANALYZEs, then sends
+before them, every one about a repository configuration of its organisation), VACUUM ANALYZEs, then sends
 the requests one after another through Django's test client, in this process, as an
 organisation would: the full stack (middleware, identity, DRF, serializers) but the socket.
 
@@ -61,18 +61,18 @@ SELECT md5('bench-task-' || n)::uuid,
        CASE WHEN state IN ('completed', 'failed') THEN at + interval '5 seconds' END,
        CASE WHEN state <> 'pending' THEN gen_random_uuid() END,
        CASE WHEN state = 'failed' THEN 'HTTPNotFound: 404 from https://mirror.example/repodata/repomd.xml' END,
-       0, 0, false, 0, org, repository, 'repository', 'bench-' || n
+       0, 0, false, 0, org, configuration, 'repository', 'bench-' || n
 FROM (
     SELECT n, at,
            CASE WHEN n %% 100 < 95 THEN 'completed' WHEN n %% 100 < 98 THEN 'failed'
                 WHEN n %% 100 < 99 THEN 'pending' ELSE 'running' END AS state,
            owners.org,
-           owners.repositories[1 + (n / 2) %% array_length(owners.repositories, 1)] AS repository
+           owners.configurations[1 + (n / 2) %% array_length(owners.configurations, 1)] AS configuration
     FROM (SELECT n, now() - (%(rows)s - n) * interval '20 seconds' AS at,
                  -- the task pair's owner, drawn by weight
                  (hashtext('bench-pair-' || (n + 1) / 2) & 1023)::float / 1024 AS draw
           FROM generate_series(1, %(rows)s) AS n) AS numbered
-    JOIN (SELECT c.org_id AS org, array_agg(c.repository_id) AS repositories,
+    JOIN (SELECT c.org_id AS org, array_agg(c.uuid) AS configurations,
                  sum(o.weight) OVER (ORDER BY c.org_id) - o.weight AS low,
                  sum(o.weight) OVER (ORDER BY c.org_id) AS high
           FROM repository_configurations c

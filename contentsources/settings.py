@@ -28,6 +28,13 @@ environ.Env.read_env(BASE_DIR / ".env")
 
 DEBUG = env.bool("DEBUG", default=False)
 
+# The task framework: what the environment sets of the `TASKING_*` variables (names as in
+# the original service); tasks/conf.py holds their defaults.
+try:
+    TASKING = tasking_from_environment(os.environ)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
 if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db_url("DATABASE_URL")}
     # A Unix-socket directory may be given percent-encoded as the host, as libpq allows.
@@ -46,8 +53,16 @@ else:
 # `complete` once history grows (a pool started idle drained a burst 4 times slower). Each
 # execution is planned for its own arguments instead; the parse is still saved.
 _options = DATABASES["default"].setdefault("OPTIONS", {})
-_options.setdefault("prepare_threshold", 5)
-_options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_custom_plan".strip()
+if TASKING.get("WAKEUPS") != "poll":
+    _options.setdefault("prepare_threshold", 5)
+    _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_custom_plan".strip()
+else:
+    # Behind PgBouncer in transaction mode, each transaction may run on another server
+    # session: nothing may live in one. Nothing is prepared on the server (Django's default;
+    # the queue follows the connection, tasks/queue.py), so no generic plan is ever made and
+    # no startup option is needed (PgBouncer refuses them); no server-side cursor either, as
+    # Django's documentation asks of transaction pooling.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 # A connection dropped without a word (a host gone, a NAT's idle timeout) must fail, not hang:
 # a worker pool's heartbeat stuck on one would let another pool rescue live runs. TCP
 # keepalives probe an idle connection after 10 s and give up after 3 unanswered probes 5 s
@@ -89,8 +104,10 @@ if not SECRET_KEY:
         )
     from django.core.management.utils import get_random_secret_key
 
-    # A local demo on the embedded database: a key per process is enough.
-    SECRET_KEY = get_random_secret_key()
+    # A local demo (the embedded database, or DEBUG): a new key at each start, which the
+    # processes this one starts inherit through the environment. `manage.py serve`'s gunicorn
+    # workers must share it, or a session signed by one is refused by another.
+    SECRET_KEY = os.environ["SECRET_KEY"] = get_random_secret_key()
 
 ALLOWED_HOSTS = [
     host.strip() for host in env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"]) if host.strip()
@@ -164,13 +181,6 @@ STORAGES = {
 # Where snapshots are served as yum repositories: <prefix><org id>/<snapshot uuid>/.
 CONTENT_URL_PREFIX = env.str("CONTENT_URL_PREFIX", default="content/").strip("/") + "/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-# The task framework: what the environment sets of the `TASKING_*` variables (names as in
-# the original service); tasks/conf.py holds their defaults.
-try:
-    TASKING = tasking_from_environment(os.environ)
-except ValueError as exc:
-    raise ImproperlyConfigured(str(exc)) from None
 
 
 # The repositories app (its yum layer): what the environment sets of the `REPOSITORIES_*`

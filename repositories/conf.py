@@ -23,10 +23,16 @@ class RepositoriesSettings:
     allow_private_urls: bool
     # Longest wait for a connection, and for each next bytes of an answer.
     fetch_timeout: float = 30.0
+    # Longest time one download may take in all, however steadily its bytes come.
+    download_timeout: float = 30 * 60.0
     max_download_size: int = 512 * MiB
     max_decompressed_size: int = 2 * GiB
     max_redirects: int = 5
     user_agent: str = "content-sources"
+    # How long a stored file that no snapshot references is kept before the garbage collection
+    # of the snapshot and delete-repository-snapshots tasks deletes it: far longer than a
+    # snapshot run takes, so that the files of one in progress are never collected.
+    orphan_file_age: float = 24 * 3600.0
 
 
 # The type of each setting, by its key.

@@ -34,7 +34,8 @@ class TLSError(RepositoryError):
 
 
 class FetchTimeout(RepositoryError):
-    """The server took longer than REPOSITORIES_FETCH_TIMEOUT to connect or to send."""
+    """The server took longer than REPOSITORIES_FETCH_TIMEOUT to connect or to send, or the
+    whole download longer than REPOSITORIES_DOWNLOAD_TIMEOUT."""
 
 
 class HTTPStatusError(RepositoryError):
@@ -65,8 +66,12 @@ class TruncatedDownload(RepositoryError):
     """The body ended, or the connection broke, before the length the server announced."""
 
 
-class FetchStopped(RepositoryError):
-    """The caller asked the download to stop (its task was cancelled or is shutting down)."""
+class Stopped(RepositoryError):
+    """The caller asked the work to stop (its task was cancelled, lost, or is shutting down)."""
+
+
+class FetchStopped(Stopped):
+    """The caller asked the download to stop."""
 
 
 class NotAYumRepository(RepositoryError):

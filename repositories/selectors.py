@@ -3,9 +3,8 @@
 import uuid
 
 from django.contrib.postgres.expressions import ArraySubquery
-from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
-from django.db.models import CharField, F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.lookups import Exact
 
 from repositories.exceptions import ConfigurationNotFound
@@ -86,30 +85,25 @@ def task_list(
     types: list[str] | None = None,
     configuration: RepositoryConfiguration | None = None,
 ) -> QuerySet[Task]:
-    """Tasks of these organisations, newest first, each with the configuration it is about
-    (`object_configuration_uuid`, `object_name`: the first organisation's, for a repository
-    several of them use) and the ids of its dependencies and dependents."""
+    """Tasks of these organisations, newest first, each with the name of the configuration it
+    is about (`object_name`: a repository task's object_uuid is its configuration's) and the
+    ids of its dependencies and dependents."""
     tasks = Task.objects.filter(org_id__in=orgs)
     if statuses:
         tasks = tasks.filter(status__in=statuses)
     if types:
         tasks = tasks.filter(type__in=types)
     if configuration is not None:
-        tasks = tasks.filter(object_type=OBJECT_TYPE, object_uuid=configuration.repository_id)
-    # A repository task's configuration: the first organisation's, a live one before a deleted
-    # one. One index probe per task of the page (repository_id), as few expressions as can be:
-    # building and compiling them is a good part of a page's cost.
-    preference = Func(
-        Value(orgs, output_field=ArrayField(CharField())),
-        F("org_id"),
-        function="array_position",
-        output_field=IntegerField(),
-    )
+        # Its own tasks, whatever URL it had then, and those of the other configurations of
+        # these organisations that now lead to its Repository (Red Hat's introspection of the
+        # same URL, say).
+        sharing = RepositoryConfiguration.objects.filter(repository_id=configuration.repository_id, org_id__in=orgs)
+        tasks = tasks.filter(object_type=OBJECT_TYPE, object_uuid__in=sharing.values("uuid"))
+    # One probe of the configurations' primary key per task of the page.
     about = RepositoryConfiguration.objects.filter(
-        Exact(OuterRef("object_type"), OBJECT_TYPE), repository_id=OuterRef("object_uuid"), org_id__in=orgs
-    ).order_by(preference, F("deleted_at").desc(nulls_first=True), "uuid")
+        Exact(OuterRef("object_type"), OBJECT_TYPE), uuid=OuterRef("object_uuid"), org_id=OuterRef("org_id")
+    )
     return tasks.annotate(
-        object_configuration_uuid=Subquery(about.values("uuid")[:1]),
         object_name=Subquery(about.values("name")[:1]),
         dependency_ids=ArraySubquery(TaskDependency.objects.filter(task_id=OuterRef("id")).values("dependency_id")),
         dependent_ids=ArraySubquery(TaskDependency.objects.filter(dependency_id=OuterRef("id")).values("task_id")),

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 INTROSPECT = "introspect"
 SNAPSHOT = "snapshot"
 DELETE_SNAPSHOTS = "delete-repository-snapshots"
+# A repository task is about a configuration: its object_uuid is the configuration's uuid, the
+# one the API and the admin show (a URL change moves the configuration to another Repository).
 OBJECT_TYPE = "repository"
 
 
@@ -83,12 +85,15 @@ def repository_configuration_create(
             RepositoryConfiguration(org_id=org_id, account_id=account_id, repository=repository, **fields)
         )
         _queue_introspect_and_snapshot(configuration, force=True, request_id=request_id)
-    logger.info(
-        "repository configuration created uuid=%s org_id=%s url=%s request_id=%s",
-        configuration.uuid,
-        org_id,
-        normalized,
-        request_id or "-",
+    # Once committed: a bulk create rolls back every configuration if one fails.
+    transaction.on_commit(
+        lambda: logger.info(
+            "repository configuration created uuid=%s org_id=%s url=%s request_id=%s",
+            configuration.uuid,
+            org_id,
+            normalized,
+            request_id or "-",
+        )
     )
     return configuration
 
@@ -213,8 +218,9 @@ NIGHTLY_LOCK = "hashtext('repositories'), hashtext('nightly')"
 
 def repositories_nightly(*, batch_size: int = 500, request_id: str | None = None) -> Nightly:
     """Queue an introspection of every live configuration, and a snapshot after it where the
-    flag is set, and queue again the deletion of every deleted configuration whose deletion
-    task was lost (it failed for good, say), in batches of `batch_size` (a transaction each).
+    flag is set, in batches of `batch_size` (a transaction each), and make them the
+    configuration's last introspection and snapshot tasks; and queue again the deletion of
+    every deleted configuration whose deletion task was lost (it failed for good, say).
 
     One run at a time, by an advisory lock: a second run while one goes on queues nothing and
     raises NightlyRunInProgress (run after the first, it would introspect again what the
@@ -291,15 +297,17 @@ def _queue_nightly(*, batch_size: int, request_id: str | None) -> Nightly:
             if not batch:
                 break
             for configuration in batch:
+                queued: dict[str, uuid.UUID] = {}
                 try:
-                    introspect_id = _enqueue(INTROSPECT, configuration, request_id=request_id)
+                    queued["last_introspection_task_id"] = _enqueue(INTROSPECT, configuration, request_id=request_id)
                     introspections += 1
                 except TaskAlreadyQueued:
                     # One is pending or running already: the snapshot below does not wait for it.
-                    introspect_id, already = None, already + 1
+                    already += 1
                 if configuration.snapshot:
+                    introspect_id = queued.get("last_introspection_task_id")
                     try:  # after the new introspection, when one was queued
-                        _enqueue(
+                        queued["last_snapshot_task_id"] = _enqueue(
                             SNAPSHOT,
                             configuration,
                             request_id=request_id,
@@ -308,6 +316,8 @@ def _queue_nightly(*, batch_size: int, request_id: str | None) -> Nightly:
                         snapshots += 1
                     except TaskAlreadyQueued:
                         already += 1
+                if queued:  # as the services that queue one for a user do, so its end shows there
+                    RepositoryConfiguration.objects.filter(uuid=configuration.uuid).update(**queued)
             after = batch[-1].uuid
     return Nightly(introspections=introspections, snapshots=snapshots, already_queued=already)
 
@@ -393,7 +403,7 @@ def _enqueue(
         dependencies=dependencies or (),
         org_id=configuration.org_id,
         account_id=configuration.account_id or None,
-        object_uuid=configuration.repository_id,
+        object_uuid=configuration.uuid,
         object_type=OBJECT_TYPE,
         request_id=request_id,
         unique_key=unique_key(task_type, configuration),

@@ -7,11 +7,17 @@ references is deleted by the snapshot task that stored it when the task fails or
 and by the deletion of the last snapshot that used it. A blob that a snapshot run found
 stored may so be deleted before the run records its snapshot: the run holds its blobs while
 it records, storing again any that went (`hold_blobs`).
+
+What a killed worker leaves (blobs its run stored and no run of its task released, because
+the task was then cancelled, or its configuration deleted; a file whose row never committed)
+is found by `collect_garbage`.
 """
 
 import io
 import logging
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -19,12 +25,21 @@ from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.utils import CursorWrapper
+from django.utils import timezone
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
+
+from repositories.conf import repositories
+from repositories.yum.stopping import StopCheck, never, stop_if_asked
 
 logger = logging.getLogger(__name__)
 
 STORAGE = "snapshots"
+# Where the blobs are, and how each is named.
+BLOBS = "sha256"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# How many unreferenced blobs collect_garbage reads at a time.
+BATCH = 1000
 
 
 def snapshot_storage() -> Storage:
@@ -34,7 +49,7 @@ def snapshot_storage() -> Storage:
 
 def blob_name(sha256: str) -> str:
     """Where a blob lives in the storage: spread over 256 folders by its first two digits."""
-    return f"sha256/{sha256[:2]}/{sha256}"
+    return f"{BLOBS}/{sha256[:2]}/{sha256}"
 
 
 class Readable(Protocol):
@@ -106,6 +121,8 @@ def store_blob(path: Path, *, sha256: str, size: int) -> bool:
                 cursor.execute("SELECT size FROM snapshot_blobs WHERE sha256 = %s FOR UPDATE", [sha256])
                 if cursor.fetchone() is None:
                     continue  # deleted while we waited for it: store it anew
+                # Found by a run that will reference it: young again, so collect_garbage keeps it.
+                cursor.execute("UPDATE snapshot_blobs SET stored_at = now() WHERE sha256 = %s", [sha256])
             if created or not _stored(storage, name, size):
                 # A file left by a store whose row did not commit, or one lost: write it again.
                 if storage.exists(name):
@@ -143,10 +160,11 @@ def hold_blobs(files: Mapping[str, Path]) -> list[str]:
     return stored_again
 
 
-def release_blobs(sha256s: Iterable[str]) -> list[str]:
+def release_blobs(sha256s: Iterable[str], *, stored_before: datetime | None = None) -> list[str]:
     """Delete the blobs that no snapshot references any more, rows and files; return those
-    deleted. A blob still referenced (or newly referenced meanwhile) is kept. A file without a
-    row (left by a store whose row never committed: a killed worker) is deleted too."""
+    deleted. A blob still referenced (or newly referenced meanwhile) is kept, and so is one
+    stored (or found stored) since `stored_before` when given. A file without a row (left by a
+    store whose row never committed: a killed worker) is deleted too."""
     storage = snapshot_storage()
     deleted = []
     for sha256 in sorted(set(sha256s)):
@@ -155,7 +173,11 @@ def release_blobs(sha256s: Iterable[str]) -> list[str]:
                 # Django's foreign keys are checked at commit; here the check must come before
                 # the file is deleted.
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                cursor.execute("DELETE FROM snapshot_blobs WHERE sha256 = %s RETURNING sha256", [sha256])
+                cursor.execute(
+                    "DELETE FROM snapshot_blobs WHERE sha256 = %s AND (%s::timestamptz IS NULL OR stored_at < %s)"
+                    " RETURNING sha256",
+                    [sha256, stored_before, stored_before],
+                )
                 if cursor.fetchone() is None and not _claim_name(cursor, sha256):
                     continue
                 storage.delete(blob_name(sha256))
@@ -180,3 +202,67 @@ def _claim_name(cursor: CursorWrapper, sha256: str) -> bool:
         return False
     cursor.execute("DELETE FROM snapshot_blobs WHERE sha256 = %s", [sha256])
     return snapshot_storage().exists(blob_name(sha256))
+
+
+def collect_garbage(*, should_stop: StopCheck = never) -> list[str]:
+    """Delete the stored files that no snapshot references and that were last stored, or
+    found stored by a snapshot run, more than REPOSITORIES_ORPHAN_FILE_AGE ago: blobs with a
+    row, and files without one. Returns those deleted.
+
+    The rule that keeps a concurrent snapshot's files: a run that stores a blob, or finds it
+    stored, marks it young (`stored_at`, under the row's lock), and the age is far longer
+    than a run takes to record what it stored; the deletion checks the age again under the
+    row's lock, so a blob found meanwhile is kept. A file without a row is claimed with a row
+    of the deletion's own (`_claim_name`), which a concurrent store of it waits for or wins.
+    Were a blob deleted all the same, the run would store it again when it records
+    (`hold_blobs`). Reads the database once per BATCH blobs and lists the storage's folders,
+    asking `should_stop` (Stopped) before each.
+    """
+    cutoff = timezone.now() - timedelta(seconds=repositories().orphan_file_age)
+    deleted = []
+    for batch in _unreferenced(cutoff, should_stop):
+        deleted += release_blobs(batch, stored_before=cutoff)
+    for batch in _files_without_rows(cutoff, should_stop):
+        deleted += release_blobs(batch, stored_before=cutoff)
+    if deleted:
+        logger.info("unreferenced stored files collected count=%d", len(deleted))
+    return deleted
+
+
+def _unreferenced(cutoff: datetime, should_stop: StopCheck) -> Iterator[list[str]]:
+    """The blobs stored before `cutoff` that no snapshot references, BATCH at a time."""
+    after = ""
+    while True:
+        stop_if_asked(should_stop, "garbage collection")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT b.sha256 FROM snapshot_blobs b WHERE b.sha256 > %s AND b.stored_at < %s"
+                " AND NOT EXISTS (SELECT FROM snapshot_files f WHERE f.blob_id = b.sha256)"
+                " AND NOT EXISTS (SELECT FROM snapshots s WHERE s.repomd_id = b.sha256)"
+                " ORDER BY b.sha256 LIMIT %s",
+                [after, cutoff, BATCH],
+            )
+            batch = [row[0] for row in cursor.fetchall()]
+        if not batch:
+            return
+        yield batch
+        after = batch[-1]
+
+
+def _files_without_rows(cutoff: datetime, should_stop: StopCheck) -> Iterator[list[str]]:
+    """The stored blob files modified before `cutoff` that have no row, a folder at a time."""
+    storage = snapshot_storage()
+    try:
+        folders, _ = storage.listdir(BLOBS)
+    except FileNotFoundError:
+        return  # nothing stored yet
+    for folder in sorted(folders):
+        stop_if_asked(should_stop, "garbage collection")
+        _, names = storage.listdir(f"{BLOBS}/{folder}")
+        names = [name for name in names if _SHA256.fullmatch(name) and name.startswith(folder)]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT sha256 FROM snapshot_blobs WHERE sha256 = ANY(%s)", [names])
+            with_rows = {row[0] for row in cursor.fetchall()}
+        old = [name for name in names if name not in with_rows and storage.get_modified_time(blob_name(name)) < cutoff]
+        if old:
+            yield old

@@ -18,6 +18,7 @@ django.setup()
 # Imported after django.setup(), which the project's modules need (E402).
 from django.db import connection, transaction  # noqa: E402
 
+from tasks import maintenance, queue  # noqa: E402
 from tasks.sql import QUERIES  # noqa: E402
 
 FILL = """
@@ -36,6 +37,22 @@ FROM (SELECT 'completed' AS status, 0 AS blocked, NULL::timestamptz AS retry FRO
 INSERT INTO tasks (id, type, status, queued_at, retries, priority, cancel_attempted, dependencies_left)
 SELECT gen_random_uuid(), 'diagnostics.sleep', 'pending', now() - interval '2 days', 0, 0, false, 0
 FROM generate_series(1, 100000)
+"""
+
+
+# The finished history made old enough for the cleanup (30 days and more, one enqueued every
+# millisecond), 1,000 of its tasks with a pending dependent each (which the cleanup keeps).
+AGE = """
+UPDATE tasks
+SET queued_at = now() - interval '30 days' - seq * interval '1 ms',
+    started_at = now() - interval '30 days' - seq * interval '1 ms',
+    finished_at = now() - interval '30 days' - seq * interval '1 ms' + interval '1 s'
+WHERE status = 'completed';
+INSERT INTO task_dependencies (task_id, dependency_id)
+SELECT blocked.id, parent.id
+FROM (SELECT id, row_number() OVER () AS n
+      FROM tasks WHERE status = 'pending' AND dependencies_left = 1 LIMIT 1000) blocked
+JOIN (SELECT id, row_number() OVER () AS n FROM tasks WHERE status = 'completed' LIMIT 1000) parent USING (n)
 """
 
 
@@ -71,11 +88,37 @@ def main(finished: int) -> None:
                 cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + QUERIES[name], params())
                 print(f"-- {name}")
                 print("\n".join(row[0] for row in cursor.fetchall()), end="\n\n")
+            explain_cleanup(cursor, finished)
             cursor.execute("SELECT version()")
             print(cursor.fetchone()[0])
             raise Rollback
     except Rollback:
         pass
+
+
+def explain_cleanup(cursor, finished: int) -> None:
+    """The statements of a cleanup batch, on its first window: read, lock, delete."""
+    cursor.execute(AGE)
+    cursor.execute("ANALYZE tasks")
+    cursor.execute("ANALYZE task_dependencies")
+    print(f"-- cleanup: the {finished} completed tasks 30 days old, 1000 of them with a pending dependent\n")
+    ages, default = maintenance.cleanup_ages()
+    window = queue.cleanup_window(queue.CLEANUP_START, maintenance.CLEANUP_BATCH, ages, default)
+    due = [row for row in window if row["due"]]
+    params = queue.cleanup_window_params(queue.CLEANUP_START, maintenance.CLEANUP_BATCH, ages, default)
+    lock = {
+        "ids": [row["id"] for row in due],
+        "statuses": [row["status"] for row in due],
+        "finished": [row["finished_at"] for row in due],
+    }
+    for name, statement_params in [
+        ("cleanup_window", params),
+        ("cleanup_lock", lock),
+        ("cleanup_delete", {"ids": lock["ids"]}),
+    ]:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + QUERIES[name], statement_params)
+        print(f"-- {name}")
+        print("\n".join(row[0] for row in cursor.fetchall()), end="\n\n")
 
 
 if __name__ == "__main__":

@@ -186,14 +186,19 @@ class TaskAdmin(ReadOnlyAdmin[Task]):
     @admin.action(description="Requeue selected failed tasks", permissions=["cancel"])
     def requeue_failed_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         """Through the queue, as a retry would, but at once and counting no retry."""
-        selected = list(queryset.values_list("id", "status"))
-        requeued = set(queue.requeue_failed([task_id for task_id, status in selected if status == Task.Status.FAILED]))
-        for task_id, status in selected:
-            if task_id not in requeued:
-                reason = "it is not failed" if status != Task.Status.FAILED else "it changed meanwhile"
-                self.message_user(request, f"Task {task_id} was not requeued: {reason} ({status}).", messages.WARNING)
+        requeued = 0
+        for task_id in queryset.values_list("id", flat=True):
+            try:
+                previous = queue.requeue_failed(task_id)
+            except TaskError as exc:
+                self.message_user(request, f"Task {task_id} was not requeued: {exc}.", messages.ERROR)
+                continue
+            if previous == Task.Status.FAILED:
+                requeued += 1
+            else:
+                self.message_user(request, f"Task {task_id} was not requeued: it is {previous}.", messages.WARNING)
         if requeued:
-            self.message_user(request, f"Requeued {len(requeued)} failed task(s).", messages.SUCCESS)
+            self.message_user(request, f"Requeued {requeued} failed task(s).", messages.SUCCESS)
 
     @admin.action(description="Cancel selected tasks", permissions=["cancel"])
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from tasks.conf import KNOWN_KEYS, MAX_DURATION, tasking
+from tasks.conf import KNOWN_KEYS, MAX_DURATION, WAKEUPS, tasking
 
 # Connections a pool opens besides one per worker: dispatcher, heartbeat, janitor, listener, main.
 POOL_OVERHEAD_CONNECTIONS = 5
@@ -37,6 +37,19 @@ def check_tasking_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage
         )
     if conf.payload_limit < 1:
         errors.append(Error("TASKING_PAYLOAD_LIMIT must be positive.", id="tasks.E004"))
+    if conf.poll_interval < 0.01:
+        errors.append(Error("TASKING_POLL_INTERVAL must be at least 10ms.", id="tasks.E008"))
+    options = settings.DATABASES.get("default", {}).get("OPTIONS", {})
+    if conf.wakeups == "poll" and (options.get("prepare_threshold") is not None or "options" in options):
+        errors.append(
+            Error(
+                "TASKING_WAKEUPS is poll, but the database connection prepares statements or sends "
+                "startup options (DATABASES OPTIONS prepare_threshold, options): PgBouncer's "
+                "transaction mode keeps neither.",
+                hint="Set TASKING_WAKEUPS in the environment, where the settings read it before the database's.",
+                id="tasks.E009",
+            )
+        )
     return errors
 
 
@@ -61,6 +74,13 @@ def _unknown_or_mistyped(given: Mapping[Any, Any]) -> list[CheckMessage]:
         if setting is None:
             known = ", ".join(sorted(KNOWN_KEYS))
             errors.append(Error(f"TASKING has an unknown key {key!r}; the known keys are {known}.", id="tasks.E005"))
+            continue
+        if setting.type is str:
+            if value not in WAKEUPS:
+                choices = " or ".join(repr(choice) for choice in WAKEUPS)
+                errors.append(
+                    Error(f"TASKING[{key!r}] (TASKING_{key}) must be {choices}, not {value!r}.", id="tasks.E006")
+                )
             continue
         # A duration may be given as an int; a count must be an int. bool is an int, not a number here.
         expected = (int, float) if setting.type is float else (int,)

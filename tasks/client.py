@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from tasks import queue, registry
 from tasks.exceptions import DependencyNotFound, InvalidTask, TaskNotCancellable, TaskNotFound, UnknownTaskType
+from tasks.log import log_on_commit
 from tasks.models import Task
 from tasks.payloads import is_storable_text, serialize_payload
 
@@ -133,11 +134,17 @@ def _enqueue(
         unique_key=unique_key,
     )
     if len(task_ids) == 1:
-        logger.info(
-            "task enqueued task_id=%s type=%s request_id=%s status=%s", task_ids[0], type, request_id or "-", status
+        log_on_commit(
+            logger,
+            "task enqueued task_id=%s type=%s request_id=%s status=%s",
+            task_ids[0],
+            type,
+            request_id or "-",
+            status,
         )
     else:
-        logger.info(
+        log_on_commit(
+            logger,
             "tasks enqueued count=%d first_task_id=%s type=%s request_id=%s status=%s",
             len(task_ids),
             task_ids[0],
@@ -186,8 +193,11 @@ def cancel(task_id: uuid.UUID | str) -> str:
     if handler is None or not handler.cancellable:
         raise TaskNotCancellable(f"task not cancellable: tasks of type {task['type']!r} cannot be canceled")
     previous = queue.cancel(task_id)
-    logger.info(
-        "task canceled task_id=%s type=%s request_id=%s previous_status=%s",
+    # The line is the cancelling request's (its request_id added by the formatter); the task's
+    # own request is the one that enqueued it.
+    log_on_commit(
+        logger,
+        "task canceled task_id=%s type=%s task_request_id=%s previous_status=%s",
         task_id,
         task["type"],
         task["request_id"] or "-",

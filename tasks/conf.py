@@ -39,7 +39,20 @@ def parse_integer(text: str) -> int:
         raise ValueError(f"not an integer: {text!r}") from None
 
 
-def _setting(default: float, parse: Callable[[str], float]) -> Any:
+# How a pool hears of new tasks and of cancels: `listen`, on a connection of its own that
+# LISTENs (a session, which PgBouncer's transaction mode cannot give), or `poll`: the queue is
+# looked at every poll interval and cancels are seen at each heartbeat refresh, and the
+# connections keep no session state (nothing prepared on the server, no LISTEN).
+WAKEUPS = ("listen", "poll")
+
+
+def parse_wakeups(text: str) -> str:
+    if text not in WAKEUPS:
+        raise ValueError(f"not a wake-up mode: {text!r} (use {' or '.join(WAKEUPS)})")
+    return text
+
+
+def _setting(default: float | str, parse: Callable[[str], float | str]) -> Any:
     return field(default=default, metadata={"parse": parse})
 
 
@@ -57,6 +70,14 @@ class TaskingSettings:
     shutdown_grace: float = _setting(10.0, parse_duration)
     # Largest payload, in bytes of its JSON text.
     payload_limit: int = _setting(1024 * 1024, parse_integer)
+    # How often a pool's janitor deletes old finished tasks (one pool at a time); 0: never
+    # (`manage.py tasks cleanup` still does). Every 6 hours, as the original's cron job.
+    cleanup_interval: float = _setting(6 * 3600.0, parse_duration)
+    wakeups: str = _setting("listen", parse_wakeups)
+    # With `poll` wake-ups: how often an idle pool looks for ready tasks. A task enqueued
+    # into idle pools waits up to this long (half of it on average); each look is one claim
+    # on the ready index, about a millisecond of the server's time.
+    poll_interval: float = _setting(1.0, parse_duration)
 
     @property
     def heartbeat_interval(self) -> float:

@@ -46,6 +46,7 @@ class Handoff:
         self.ahead = 0  # how many runs to claim beyond the idle workers
         self.may_have_tasks = True  # a notification, or the safety re-check, says look
         self.given_back: set[object] = set()  # task ids of runs claimed ahead and given back
+        self.recording = False  # the dispatcher is writing a step: the ends it took are its own
         self.workers_done = False  # stop() has no more worker: the dispatcher records what is left
         self.stop_deadline = float("inf")  # the dispatcher tries deferred ends until then
 

@@ -1,8 +1,9 @@
 """A pool's upkeep, on two threads with a database connection each: the heartbeat of its own
 runs (and the stop of those that lost their task), and the rescue of other pools' dead runs
-with the retry of failed tasks whose time came."""
+with the retry of failed tasks whose time came and the cleanup of old tasks."""
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -14,9 +15,15 @@ from tasks import observers, queue
 from tasks.backoff import Backoff
 from tasks.conf import TaskingSettings
 from tasks.context import StopReason, TaskContext
+from tasks.exceptions import TaskBusy
+from tasks.maintenance import Cleanup
 from tasks.models import Task
 
 logger = logging.getLogger("tasks.pool")
+
+# How long a janitor pass gives to the cleanup, at most: a long cleanup goes on at the next
+# passes, so that the rescues keep their pace.
+CLEANUP_SLICE = 1.0
 
 
 class Janitor:
@@ -67,9 +74,14 @@ class Janitor:
 
     def rescue_loop(self) -> None:
         """Every heartbeat/3: record the ends stopping pools handed over, and requeue the runs
-        of dead workers; every heartbeat: retry the failed tasks whose time came."""
+        of dead workers; every heartbeat: retry the failed tasks whose time came; every
+        cleanup interval (the first one heartbeat after the start): clean old tasks, a slice
+        of each pass at a time, unless another pool's cleanup is at work."""
         backoff = Backoff(self._draining)
         next_retry_check = time.monotonic() + self.conf.heartbeat
+        cleaning_every = self.conf.cleanup_interval
+        next_cleanup = time.monotonic() + self.conf.heartbeat if cleaning_every > 0 else math.inf
+        cleanup: Cleanup | None = None
         try:
             while not self._draining.wait(self.conf.heartbeat_interval):
                 try:
@@ -80,6 +92,11 @@ class Janitor:
                         if retried:
                             observers.tasks_retried(retried)
                         next_retry_check = time.monotonic() + self.conf.heartbeat
+                    if cleanup is None and time.monotonic() >= next_cleanup:
+                        cleanup = Cleanup()
+                    if cleanup is not None and self._clean(cleanup):
+                        cleanup = None
+                        next_cleanup = time.monotonic() + cleaning_every
                 except DatabaseError as exc:
                     logger.warning("janitor pass failed error=%r", exc)
                     backoff.failed()
@@ -87,3 +104,20 @@ class Janitor:
                 backoff.succeeded()
         finally:
             connection.close()
+
+    def _clean(self, cleanup: Cleanup) -> bool:
+        """Go on with a cleanup pass for up to CLEANUP_SLICE; True once the pass is over."""
+        deadline = time.monotonic() + CLEANUP_SLICE
+        try:
+            while not cleanup.over and time.monotonic() < deadline and not self._draining.is_set():
+                cleanup.step()
+        except TaskBusy as exc:
+            logger.warning("cleanup ended early deleted=%d error=%s", cleanup.total, exc)
+            return True
+        if not cleanup.over:
+            return False
+        if cleanup.total:
+            logger.info("cleanup deleted=%d %s preempted=%s", cleanup.total, cleanup.by_status(), cleanup.preempted)
+        elif cleanup.preempted:
+            logger.debug("cleanup left to another pool's")
+        return True

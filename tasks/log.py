@@ -7,6 +7,8 @@ from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from django.db import transaction
+
 if TYPE_CHECKING:
     from tasks.models import Task
 
@@ -14,6 +16,22 @@ if TYPE_CHECKING:
 # The id of the HTTP request being served, or of the request that enqueued the task whose
 # handler runs: set by the project's request middleware and by the worker around a handler.
 current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
+
+
+def log_on_commit(logger: logging.Logger, message: str, *args: object) -> None:
+    """Log an INFO line once the current transaction commits (at once outside one), as a line
+    of the request being served now; nothing if the transaction rolls back: its rows never
+    existed."""
+    request_id = current_request_id.get()
+
+    def emit() -> None:
+        token = current_request_id.set(request_id)
+        try:
+            logger.info(message, *args)
+        finally:
+            current_request_id.reset(token)
+
+    transaction.on_commit(emit)
 
 
 def task_fields(task: "Task") -> str:
@@ -50,6 +68,10 @@ def task_logger(task: "Task", name: str = "tasks.handler") -> TaskLogger:
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<password>[^/\s@]+)@")
 
 
+# A line's own request_id field (not, say, the task_request_id of a task it is about).
+_REQUEST_ID_FIELD = re.compile(r"\brequest_id=")
+
+
 def redact(text: str) -> str:
     """Hide the password of every `scheme://user:password@host` URL in the text."""
     return _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
@@ -62,6 +84,6 @@ class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         request_id = current_request_id.get()
-        if request_id is not None and "request_id=" not in text:
+        if request_id is not None and not _REQUEST_ID_FIELD.search(text):
             text = f"{text} request_id={request_id}"
         return redact(text) if "://" in text else text

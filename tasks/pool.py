@@ -9,7 +9,9 @@ Threads and the connections they own (each Django connection is per thread):
   one handler at a time; it never touches the database for the run's end;
 - heartbeat and janitor (tasks.janitor): the heartbeats of this pool's runs; the rescue of
   dead runs and the retry of failed tasks;
-- listener (tasks.listener): one psycopg connection LISTENing for wake-ups and cancellations;
+- listener (tasks.listener): one psycopg connection LISTENing for wake-ups and cancellations,
+  with `TASKING_WAKEUPS=listen` (the default). With `poll` there is none: the dispatcher
+  looks at the queue every `TASKING_POLL_INTERVAL`, and the heartbeat stops the canceled runs;
 - the caller's thread: start(), stop(), and what the stop leaves (ends to record or hand over,
   runs that outlive the grace period to requeue).
 """
@@ -36,7 +38,8 @@ from tasks.worker import run_task
 
 logger = logging.getLogger(__name__)
 
-# How often an idle pool looks at the queue when no notification comes (a missed NOTIFY).
+# How often an idle pool that listens looks at the queue when no notification comes (a
+# missed NOTIFY). A pool that polls looks every TASKING_POLL_INTERVAL instead.
 SAFETY_RECHECK = 5.0
 # When a claim found ready tasks that another transaction held (another pool claiming them),
 # the pool looks again after this long rather than waiting for a notification.
@@ -64,7 +67,8 @@ class WorkerPool:
         self._early_cancels: dict[uuid.UUID, float] = {}
         self._handoff = Handoff(workers)
         self._janitor = Janitor(conf, running=self.running, draining=self._draining, halted=self._halted)
-        self.listener = Listener(self, self._halted)
+        self.listener = Listener(self, self._halted) if conf.wakeups == "listen" else None
+        self._recheck_every = SAFETY_RECHECK if self.listener is not None else conf.poll_interval
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True)
         self._workers = [
             threading.Thread(target=self._work_loop, name=f"worker-{n}", daemon=True) for n in range(workers)
@@ -72,8 +76,9 @@ class WorkerPool:
         self._upkeep = [
             threading.Thread(target=self._janitor.rescue_loop, name="janitor", daemon=True),
             threading.Thread(target=self._janitor.beat_loop, name="heartbeat", daemon=True),
-            threading.Thread(target=self.listener.run, name="listener", daemon=True),
         ]
+        if self.listener is not None:
+            self._upkeep.append(threading.Thread(target=self.listener.run, name="listener", daemon=True))
 
     # --- called by other threads -------------------------------------------------------
 
@@ -108,10 +113,11 @@ class WorkerPool:
         observers.task_stopped(context.task, StopReason.CANCELED)
 
     def alive(self) -> bool:
-        """Whether every thread of the pool runs and its listener is subscribed: the pool can
-        claim, beat and hear cancels (`runworkers --health-file`)."""
+        """Whether every thread of the pool runs and its listener, if it has one, is
+        subscribed: the pool can claim, beat and hear cancels (`runworkers --health-file`)."""
         threads = (*self._upkeep, *self._workers, self._dispatcher)
-        return self.listener.subscribed.is_set() and all(thread.is_alive() for thread in threads)
+        subscribed = self.listener is None or self.listener.subscribed.is_set()
+        return subscribed and all(thread.is_alive() for thread in threads)
 
     def running(self) -> list[TaskContext]:
         with self._lock:
@@ -152,10 +158,11 @@ class WorkerPool:
 
     def _settle_ends(self) -> None:
         """Record the ends the dispatcher left (it was backing off from a database error when
-        the deadline came), before anything is requeued: a task that ended must not run
-        again. What is still held is handed over, as the dispatcher does at its deadline."""
+        the deadline came, and may sleep on past it), before anything is requeued: a task
+        that ended must not run again. What is still held is handed over, as the dispatcher
+        does at its deadline."""
         with self._handoff.lock:
-            if self._dispatcher.is_alive():
+            if self._handoff.recording:
                 return  # it holds what it is recording; their heartbeats expire if it never does
             left, self._handoff.outcomes = self._handoff.outcomes, []
         if left:
@@ -212,7 +219,7 @@ class WorkerPool:
     def _dispatch_loop(self) -> None:
         handoff = self._handoff
         backoff = Backoff(self._halted)
-        next_check = time.monotonic() + SAFETY_RECHECK
+        next_check = time.monotonic() + self._recheck_every
         try:
             while True:
                 with handoff.lock:
@@ -225,9 +232,9 @@ class WorkerPool:
                         # Let the runs that are about to end join this transaction: many short
                         # tasks then cost one write, not one each.
                         handoff.dispatch.wait_for(handoff.all_workers_idle, timeout=LINGER)
-                    if time.monotonic() >= next_check:  # the safety re-check
+                    if time.monotonic() >= next_check:  # the safety re-check, or the poll
                         handoff.may_have_tasks = True
-                        next_check = time.monotonic() + SAFETY_RECHECK
+                        next_check = time.monotonic() + self._recheck_every
                     handoff.give_back_held_runs()
                     outcomes, handoff.outcomes = handoff.outcomes, []
                     if handoff.deferred and time.monotonic() >= handoff.deferred_at:
@@ -242,6 +249,7 @@ class WorkerPool:
                     stopping = handoff.workers_done and not (
                         handoff.deferred and time.monotonic() < handoff.stop_deadline
                     )
+                    handoff.recording = bool(outcomes or limit)
                 if not outcomes and limit == 0:
                     if stopping:
                         self._hand_over_deferred()
@@ -253,19 +261,20 @@ class WorkerPool:
                     logger.warning("recording ends and claiming tasks failed error=%r", exc)
                     with handoff.lock:  # try again; writing an end twice changes nothing
                         handoff.outcomes[:0] = outcomes
+                        handoff.recording = False  # stop() may record them if this backoff outlasts its grace
                         handoff.may_have_tasks = handoff.may_have_tasks or claiming
                     backoff.failed()
                     continue
                 backoff.succeeded()
                 self._after_record(outcomes, recorded)
                 if limit == 0:
-                    continue  # only ends were recorded: the safety re-check keeps its time
+                    continue  # only ends were recorded: the re-check keeps its time
                 if len(recorded.claimed) == limit:
                     self.wake()  # a full batch: there may be more
                 elif recorded.contended:
                     next_check = time.monotonic() + CONTENDED_RECHECK
                 else:
-                    next_check = time.monotonic() + SAFETY_RECHECK
+                    next_check = time.monotonic() + self._recheck_every
         finally:
             connection.close()
 
@@ -274,6 +283,7 @@ class WorkerPool:
         held = {outcome.run.token for outcome in recorded.deferred}
         ended = [outcome for outcome in outcomes if outcome.run.token not in held]
         with handoff.lock:
+            handoff.recording = False
             if outcomes:
                 handoff.defer(recorded.deferred)
             given_back = {o.run.task.id for o in ended if o.run.task.id in handoff.given_back}

@@ -12,14 +12,14 @@ import random
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import psycopg
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from psycopg.rows import DictRow, dict_row
 
 from tasks.conf import ERROR_LIMIT, MAX_RETRIES, tasking
@@ -30,6 +30,8 @@ from tasks.sql import QUERIES
 MAX_RETRIES_ERROR = "task has exceeded the maximum amount of retries"
 PARENT_FAILED = "parent task failed"
 PARENT_CANCELED = "parent task canceled"
+# The index by which an active task holds its unique key (tasks/models.py).
+UNIQUE_KEY_INDEX = "tasks_unique_key_active"
 
 Params = Mapping[str, Any]
 
@@ -48,7 +50,9 @@ class Run:
 def _raw_connection() -> Iterator[psycopg.Connection[Any]]:
     """This thread's Django connection as psycopg's (and so in its transaction), with
     Django's errors: the queue binds parameters on the server, so that each statement is
-    prepared once per connection instead of planned at every call, and pipelines its steps."""
+    prepared once per connection instead of planned at every call, and pipelines its steps.
+    A connection whose `prepare_threshold` is None prepares nothing, even when asked
+    (`TASKING_WAKEUPS=poll`, for PgBouncer's transaction mode: contentsources/settings.py)."""
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:
@@ -120,7 +124,9 @@ def enqueue(
         "dependencies_left": 0,
         "unique_key": unique_key,
     }
-    with transaction.atomic(), _cursor() as cursor:
+    # Without dependencies the insert is one statement, atomic by itself: no transaction of
+    # its own (nor a savepoint in the caller's), so one round trip, not three.
+    with transaction.atomic() if dependency_ids else nullcontext(), _cursor() as cursor:
         if dependency_ids:
             rows = _execute(cursor, "lock_dependencies", {"ids": dependency_ids})
             missing = set(dependency_ids) - {row["id"] for row in rows}
@@ -474,11 +480,115 @@ def retry_failed() -> list[uuid.UUID]:
         return [row["id"] for row in _execute(cursor, "retry_failed")]
 
 
-def requeue_failed(task_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """Put failed tasks back to pending now, counting no retry; return those requeued (a task
-    that is not failed, or that another transaction holds, is left as it is)."""
-    with transaction.atomic(), _cursor() as cursor:
-        return [row["id"] for row in _execute(cursor, "requeue_failed", {"ids": list(task_ids)})]
+def requeue_failed(task_id: uuid.UUID) -> str:
+    """Put a failed task back to pending now, counting no retry; return the status it had (a
+    task that is not failed is left as it is).
+
+    Raises TaskNotFound; TaskBusy when another transaction holds the task; TaskAlreadyQueued,
+    naming the holder, when another active task holds its unique key (nothing is changed).
+    """
+    try:
+        with transaction.atomic(), _cursor() as cursor:
+            rows = _execute(cursor, "requeue_failed", {"id": task_id})
+    except IntegrityError as exc:
+        cause = exc.__cause__
+        if not isinstance(cause, psycopg.errors.UniqueViolation) or cause.diag.constraint_name != UNIQUE_KEY_INDEX:
+            raise
+        unique_key = Task.objects.filter(pk=task_id).values_list("unique_key", flat=True).first()
+        with _cursor() as cursor:
+            holder = _execute(cursor, "unique_key_holder", {"unique_key": unique_key})
+        # The holder may have ended since; the caller can try again.
+        holder_id = holder[0]["id"] if holder else None
+        raise TaskAlreadyQueued(
+            f"another active task ({holder_id or 'ended since'}) holds its unique key {unique_key!r}",
+            task_id=holder_id,
+        ) from None
+    if not rows:
+        raise TaskNotFound(f"task does not exist: {task_id}")
+    if not rows[0]["locked"]:
+        raise TaskBusy(f"task {task_id} is held by another transaction")
+    found: str = rows[0]["status"]
+    return found
+
+
+# How long a cleanup batch waits for a lock before it gives up (a row of another table that
+# references a task it deletes, held by a transaction): under the server's deadlock_timeout
+# (1 s by default), so that the batch, not the other transaction, is the one that gives up.
+CLEANUP_LOCK_TIMEOUT = "200ms"
+# The key (queued_at, id) before every task, where a cleanup pass begins.
+CLEANUP_START = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+
+
+# How long finished tasks are kept, in seconds, when completed, failed and canceled; None: for good.
+Ages = tuple[float | None, float | None, float | None]
+
+
+def cleanup_window(
+    after: tuple[datetime, uuid.UUID], limit: int, ages: Mapping[str, Ages], default: Ages
+) -> list[DictRow]:
+    """The next `limit` tasks old enough for the cleanup to look at, after the key (queued_at,
+    id) `after`, oldest first; each with `due`: whether the cleanup deletes it by the `ages` of
+    its type (`default` for a type not in them). Locks nothing.
+
+    Empty when no age deletes anything.
+    """
+    params = cleanup_window_params(after, limit, ages, default)
+    if params is None:
+        return []
+    with _cursor() as cursor:
+        return _execute(cursor, "cleanup_window", params)
+
+
+def cleanup_window_params(
+    after: tuple[datetime, uuid.UUID], limit: int, ages: Mapping[str, Ages], default: Ages
+) -> dict[str, Any] | None:
+    """The parameters of the statement `cleanup_window` (None when no age deletes anything)."""
+    kept = [age for rule in (default, *ages.values()) for age in rule if age is not None]
+    if not kept:
+        return None
+    return {
+        "types": list(ages),
+        "completed": [rule[0] for rule in ages.values()],
+        "failed": [rule[1] for rule in ages.values()],
+        "canceled": [rule[2] for rule in ages.values()],
+        "default_completed": default[0],
+        "default_failed": default[1],
+        "default_canceled": default[2],
+        "shortest": min(kept),
+        "after_queued_at": after[0],
+        "after_id": after[1],
+        "limit": limit,
+    }
+
+
+def cleanup_delete(due: Sequence[DictRow]) -> dict[tuple[str, str], int] | None:
+    """Delete the tasks cleanup_window found due, in one short transaction; return how many of
+    each (type, status) went, or None when another cleanup holds the cleanup's lock.
+
+    Never waits for a task row: one that another transaction holds is left for the next pass,
+    as is one that changed since the window was read, or that a live task came to depend on.
+    Raises TaskBusy when a row that references a task (another table's) stays held for longer
+    than CLEANUP_LOCK_TIMEOUT.
+    """
+    try:
+        with transaction.atomic(), _cursor() as cursor:
+            [begun] = _execute(cursor, "cleanup_begin", {"lock_timeout": CLEANUP_LOCK_TIMEOUT})
+            if not begun["locked"]:
+                return None
+            params = {
+                "ids": [row["id"] for row in due],
+                "statuses": [row["status"] for row in due],
+                "finished": [row["finished_at"] for row in due],
+            }
+            locked = [row["id"] for row in _execute(cursor, "cleanup_lock", params)]
+            if not locked:
+                return {}
+            rows = _execute(cursor, "cleanup_delete", {"ids": locked})
+            return {(row["type"], row["status"]): row["deleted"] for row in rows}
+    except OperationalError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+            raise TaskBusy("a row that references a task to delete is held by another transaction") from None
+        raise
 
 
 def orgs(limit: int) -> list[str]:

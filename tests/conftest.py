@@ -22,24 +22,19 @@ LEAK_GRACE = 5.0
 
 
 @pytest.fixture(scope="session")
-def _watch_params(django_db_setup) -> dict | None:
-    """How to connect to the test database, to list the sessions on it; None when the
-    session has no test that uses the database (then none was created)."""
-    if connection.settings_dict["NAME"] != connection.creation._get_test_db_name():
-        return None
+def _watch_params(django_db_setup) -> dict:
+    """How to connect to the test database (django_db_setup made it), to list the sessions on it."""
     params = connection.get_connection_params()
     for key in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(key, None)
     return params
 
 
-def _sessions(params: dict | None) -> set[int]:
+def _sessions(params: dict) -> set[int]:
     """Backend pids of the sessions on the test database, but this thread's Django one.
 
     A connection of its own each time: some tests terminate every session of the database.
     """
-    if params is None:
-        return set()
     own = connection.connection.info.backend_pid if connection.connection is not None else 0
     with psycopg.connect(autocommit=True, **params) as watch:
         rows = watch.execute(
@@ -64,7 +59,7 @@ def _stat(pid: int) -> str:
         return " Z "  # gone meanwhile
 
 
-def _leaks(params: dict | None, threads: set, sessions: set[int], children: set[int]) -> list[str]:
+def _leaks(params: dict, threads: set, sessions: set[int], children: set[int]) -> list[str]:
     """What was left behind, after waiting up to LEAK_GRACE for it to end."""
     found: list[str] = []
 
@@ -134,7 +129,8 @@ def start_pool(transactional_db, tasking_settings):
         )
         pool.start()
         pools.append(pool)
-        wait_until(pool.listener.subscribed.is_set, message="the listener to subscribe")
+        if pool.listener is not None:
+            wait_until(pool.listener.subscribed.is_set, message="the listener to subscribe")
         return pool
 
     yield start

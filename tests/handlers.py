@@ -3,7 +3,7 @@
 import threading
 import time
 
-from tasks.registry import handler
+from tasks.registry import Retention, handler
 
 
 class Recorder:
@@ -35,6 +35,12 @@ recorder = Recorder()
 def record(context):
     """Record the run and complete."""
     recorder.record(context)
+
+
+@handler("test.kept", retention=Retention(completed=None, failed=None, canceled=None))
+def kept(context):
+    """Complete; the cleanup keeps this type's tasks for good, canceled ones too (as the
+    original meant to keep the types outside its cleanup lists)."""
 
 
 @handler("test.gate", cancellable=True)

@@ -1,11 +1,15 @@
 """Helpers shared by the test modules (fixtures stay in conftest.py)."""
 
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,3 +34,31 @@ def database_url() -> str:
     auth = quote(s["USER"], safe="") + (":" + quote(s["PASSWORD"], safe="") if s["PASSWORD"] else "")
     port = f":{s['PORT']}" if s["PORT"] else ""
     return f"postgres://{auth}@{host}{port}/{s['NAME']}"
+
+
+# How long an install waits for another apt or dpkg that holds the lock.
+APT_LOCK_WAIT = 300
+
+
+def debian_command(command: str, package: str) -> str:
+    """The path of `command`, installing Debian's `package` with apt-get when it is missing
+    and this user may; else the test is skipped, saying why."""
+    found = shutil.which(command)
+    if found:
+        return found
+    if shutil.which("apt-get") is None:
+        pytest.skip(f"{command} is not installed, and there is no apt-get to install it with")
+    if os.geteuid() != 0:
+        pytest.skip(f"{command} is not installed, and installing it (apt-get install -y {package}) needs root")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    apt = ["apt-get", "-o", f"DPkg::Lock::Timeout={APT_LOCK_WAIT}"]
+    install = [*apt, "install", "-y", "--no-install-recommends", package]
+    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=APT_LOCK_WAIT + 600)
+    if done.returncode != 0:  # the package lists may be missing or stale
+        subprocess.run([*apt, "update"], env=env, capture_output=True, text=True, timeout=APT_LOCK_WAIT + 300)
+        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=APT_LOCK_WAIT + 600)
+    found = shutil.which(command)
+    if done.returncode != 0 or found is None:
+        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"{command} is not installed, and apt-get install -y {package} failed: {why}")
+    return found

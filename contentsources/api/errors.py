@@ -1,5 +1,6 @@
 """Every 4xx and 5xx of the API answers `{"errors": [{"status", "title", "detail"}]}`, as the
-original's do: DRF's errors, the domain's and the framework's, in one place."""
+original's do: DRF's errors, the domain's and the framework's, in one place. Outside /api/
+(the admin, the content), Django's own error pages answer."""
 
 import logging
 from http import HTTPStatus
@@ -8,7 +9,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from drf_spectacular.utils import inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -105,22 +107,35 @@ def _field(parent: str | None, key: object) -> str:
     return f"{parent}.{key}" if parent else str(key)
 
 
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+def _is_api(request: HttpRequest) -> bool:
+    """Whether the request is the API's: the admin and the rest answer Django's HTML pages."""
+    return request.path_info.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """handler400 of the URLconf: a request Django refuses before any view (a Host header not
     in ALLOWED_HOSTS, a body over DATA_UPLOAD_MAX_MEMORY_SIZE)."""
+    if not _is_api(request):
+        return defaults.bad_request(request, exception)
     return JsonResponse(errors(400, "the request cannot be served as sent"), status=400)
 
 
-def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
     """handler403 of the URLconf: refused outside DRF's views."""
+    if not _is_api(request):
+        return defaults.permission_denied(request, exception)
     return JsonResponse(errors(403, "forbidden"), status=403)
 
 
-def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """handler404 of the URLconf: no route at all."""
+    if not _is_api(request):
+        return defaults.page_not_found(request, exception)
     return JsonResponse(errors(404, f"no such endpoint: {request.path}"), status=404)
 
 
-def server_error(request: HttpRequest) -> JsonResponse:
+def server_error(request: HttpRequest) -> HttpResponse:
     """handler500 of the URLconf: an error outside DRF's views (a middleware's)."""
+    if not _is_api(request):
+        return defaults.server_error(request)
     return JsonResponse(errors(500, "an unexpected error occurred; it has been logged"), status=500)

@@ -130,6 +130,11 @@ TASK_CREATED = {
 }
 
 
+def bulk_input(**kwargs: Any) -> serializers.ListSerializer[Any]:
+    """What bulk_create takes, in its schema too: a list of 1 to BULK_LIMIT inputs."""
+    return serializers.ListSerializer(child=RepositoryInputSerializer(), min_length=1, max_length=BULK_LIMIT, **kwargs)
+
+
 class RepositoryViewSet(viewsets.ViewSet):
     schema = ApiSchema()
     parser_classes = [JSON]
@@ -165,15 +170,16 @@ class RepositoryViewSet(viewsets.ViewSet):
 
     @extend_schema(
         operation_id="bulkCreateRepositories",
-        request=RepositoryInputSerializer(many=True),
+        request=bulk_input(),
         responses={201: RepositorySerializer(many=True)},
     )
-    @action(detail=False, methods=["post"])
+    @action(detail=False, methods=["post"], pagination_class=None)
     def bulk_create(self, request: Request) -> Response:
-        """Create several repositories (at most 100), all or none."""
+        """Create several repositories (at most 100), all or none: one that cannot be created
+        is a 400 naming its position and field, and no repository is created."""
         if isinstance(request.data, list) and not 1 <= len(request.data) <= BULK_LIMIT:
             raise ValidationError(f"give 1 to {BULK_LIMIT} repositories, not {len(request.data)}")
-        inputs = _valid(RepositoryInputSerializer(data=request.data, many=True))
+        inputs = _valid(bulk_input(data=request.data))
         created = []
         with transaction.atomic():
             for position, fields in enumerate(inputs):
@@ -251,7 +257,7 @@ def _configuration(request: Request, uuid: str) -> RepositoryConfiguration:
     return selectors.configuration_get(org_id=caller_of(request).org_id, uuid=params.uuid_value(uuid, "uuid"))
 
 
-def _valid(serializer: serializers.Serializer[Any]) -> Any:
+def _valid(serializer: serializers.BaseSerializer[Any]) -> Any:
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 

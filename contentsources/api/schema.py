@@ -5,8 +5,10 @@ from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
+from rest_framework.serializers import ListSerializer
 
 from contentsources.api.errors import ErrorsSerializer
 from contentsources.api.identity import HEADER
@@ -43,6 +45,16 @@ class ApiSchema(AutoSchema):
             if requirement not in unique:
                 unique.append(requirement)
         return unique
+
+    def _get_request_for_media_type(self, serializer: Any, direction: Any = "request") -> tuple[Any, bool]:
+        """A list serializer's bounds as the array's minItems and maxItems."""
+        schema, required = super()._get_request_for_media_type(serializer, direction)
+        serializer = force_instance(serializer)
+        if isinstance(serializer, ListSerializer) and isinstance(schema, dict):
+            for keyword, bound in (("minItems", "min_length"), ("maxItems", "max_length")):
+                if getattr(serializer, bound, None) is not None:
+                    schema[keyword] = getattr(serializer, bound)
+        return schema, required
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)

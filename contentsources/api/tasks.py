@@ -42,7 +42,7 @@ class TaskSerializer(serializers.Serializer[Task]):
     org_id = serializers.CharField(allow_null=True)
     type = serializers.CharField()
     object_type = serializers.CharField(allow_null=True)
-    object_uuid = serializers.UUIDField(source="object_configuration_uuid", allow_null=True)
+    object_uuid = serializers.UUIDField(allow_null=True)
     object_name = serializers.CharField(allow_null=True)
     dependencies = serializers.ListField(child=serializers.UUIDField(), source="dependency_ids")
     dependents = serializers.ListField(child=serializers.UUIDField(), source="dependent_ids")
@@ -61,7 +61,7 @@ class TaskSerializer(serializers.Serializer[Task]):
             "org_id": task["org_id"],
             "type": task["type"],
             "object_type": task["object_type"],
-            "object_uuid": _text(task["object_configuration_uuid"]),
+            "object_uuid": _text(task["object_uuid"]),
             "object_name": task["object_name"],
             "dependencies": [str(id) for id in task["dependency_ids"]],
             "dependents": [str(id) for id in task["dependent_ids"]],
@@ -78,7 +78,7 @@ TASK_COLUMNS = (
     "org_id",
     "type",
     "object_type",
-    "object_configuration_uuid",
+    "object_uuid",
     "object_name",
     "dependency_ids",
     "dependent_ids",

@@ -12,7 +12,6 @@ downloaded once).
 """
 
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,12 +19,12 @@ from datetime import datetime
 from pathlib import Path
 
 from django.db import OperationalError, connection, models, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import F
 from django.utils import timezone
 from psycopg.errors import LockNotAvailable
 
 from repositories.exceptions import (
-    FetchStopped,
     FetchTimeout,
     HostNotFound,
     HostUnreachable,
@@ -34,9 +33,11 @@ from repositories.exceptions import (
     IntrospectionFailed,
     MalformedMetadata,
     RepositoryError,
+    Stopped,
     TLSError,
     TruncatedDownload,
 )
+from repositories.interruptible import interruptible_statements
 from repositories.models import ERROR_LIMIT, Repository
 from repositories.models import Package as PackageRow
 from repositories.services import INTROSPECT
@@ -51,9 +52,7 @@ from tasks.registry import handler
 CHECK_EVERY = 1000
 # The repository's introspection lock: (class, object), the class being this task type's.
 INTROSPECTION_LOCK = "hashtext('introspect'), hashtext(%s)"
-# How long each wait for the lock lasts before the task looks for a cancellation, and how long
-# it waits in all before it goes on without the lock.
-LOCK_WAIT_STEP = 0.5
+# How long a task waits for the lock before it goes on without it (a holder that hangs).
 LOCK_WAIT_LIMIT = 30 * 60.0
 
 
@@ -93,28 +92,34 @@ def _one_introspection_at_a_time(repository_uuid: str, context: TaskContext) -> 
     """Hold the repository's introspection lock: the configurations of many organisations
     share a repository, and the introspections that they queue at once (the nightly run's)
     download it one after the other, the later ones finding the first's result. A session
-    lock of the database: a worker that dies lets go of it with its connection. Waits in
-    steps, to hear of a cancel; past LOCK_WAIT_LIMIT (a holder that hangs), goes on without."""
-    deadline = time.monotonic() + LOCK_WAIT_LIMIT
-    while True:
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(f"SET LOCAL lock_timeout = {int(LOCK_WAIT_STEP * 1000)}")
-                cursor.execute(f"SELECT pg_advisory_lock({INTROSPECTION_LOCK})", [repository_uuid])
-            break
-        except OperationalError as exc:
-            if not isinstance(exc.__cause__, LockNotAvailable):
-                raise
-        context.raise_if_cancelled()
-        if time.monotonic() > deadline:
-            context.logger.warning("another introspection of the repository holds its lock; going on without it")
-            yield
-            return
+    lock of the database: a worker that dies lets go of it with its connection. A cancel
+    interrupts the wait (interruptible_statements); past LOCK_WAIT_LIMIT (a holder that
+    hangs), the task goes on without the lock."""
+    locked = _lock(repository_uuid, context)
     try:
         yield
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT pg_advisory_unlock({INTROSPECTION_LOCK})", [repository_uuid])
+        if locked:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT pg_advisory_unlock({INTROSPECTION_LOCK})", [repository_uuid])
+
+
+def _lock(repository_uuid: str, context: TaskContext) -> bool:
+    """Wait for the repository's introspection lock; whether it was taken."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            with interruptible_statements(lambda: context.stop_requested, "wait for the introspection lock"):
+                cursor.execute(f"SET LOCAL lock_timeout = {int(LOCK_WAIT_LIMIT * 1000)}")
+                cursor.execute(f"SELECT pg_advisory_lock({INTROSPECTION_LOCK})", [repository_uuid])
+    except OperationalError as exc:
+        if not isinstance(exc.__cause__, LockNotAvailable):
+            raise
+        context.logger.warning("another introspection of the repository holds its lock; going on without it")
+        return False
+    except Stopped:
+        context.raise_if_cancelled()
+        raise
+    return True
 
 
 def _introspected_since(repository: Repository, queued_at: datetime) -> bool:
@@ -152,7 +157,7 @@ def _introspect(repository: Repository, context: TaskContext) -> None:
             count = _store_packages(
                 repository.uuid, repomd, yum.packages(), context, force=force, started=started, shown_as=shown_as
             )
-        except FetchStopped:
+        except Stopped:
             context.raise_if_cancelled()
             raise
         except RepositoryError as exc:
@@ -183,52 +188,71 @@ def _store_packages(
     transaction: a cancel or a failure part way leaves the previous set and state. The
     packages stream through COPY into a temporary table, so memory stays that of one package.
 
+    Every wait and write before the fence is interrupted by a cancel (interruptible_statements),
+    and the foreign keys are checked as the writes go rather than at the commit: the fence, which
+    holds the task row until the commit, is taken last, so a cancel never waits long for it.
+
     None, with nothing parsed, when another introspection stored this revision meanwhile.
     """
+    count = None
     with transaction.atomic(), connection.cursor() as cursor:
-        # One introspection of a repository writes at a time. The configurations of many
-        # organisations may share the repository, and the nightly run introspects each: those
-        # that waited here for the first find the revision it stored.
-        current = Repository.objects.select_for_update().filter(uuid=repository_uuid).first()
-        if current is None or (_unchanged(current, repomd) and not force):
-            context.update_payload(context.payload)  # the fence: see below
-            if current is not None:
-                _record_success(repository_uuid, repomd, started=started, package_count=None)
-            return None
-        cursor.execute(
-            "CREATE TEMPORARY TABLE introspected (name text, arch text, version text, release text, epoch int,"
-            " checksum_type text, checksum text, summary text) ON COMMIT DROP"
-        )
-        with cursor.copy("COPY introspected FROM STDIN") as copy:
-            for position, package in enumerate(packages, start=1):
-                if position % CHECK_EVERY == 0:
-                    context.raise_if_cancelled()
-                copy.write_row(_row(package, position, shown_as=shown_as))
+        with interruptible_statements(lambda: context.stop_requested, f"introspection of {shown_as}"):
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            # One introspection of a repository writes at a time. The configurations of many
+            # organisations may share the repository, and the nightly run introspects each: those
+            # that waited here for the first find the revision it stored.
+            current = Repository.objects.select_for_update().filter(uuid=repository_uuid).first()
+            if current is not None and (force or not _unchanged(current, repomd)):
+                count = _write_packages(cursor, repository_uuid, packages, context, shown_as=shown_as)
         context.raise_if_cancelled()
         # The fence: raises TaskLost unless this run still owns its task (a cancel, or a
         # rescue, that it has not heard of yet), and holds the task until the commit.
         context.update_payload(context.payload)
-        cursor.execute(
-            "INSERT INTO packages (name, arch, version, release, epoch, checksum_type, checksum, summary)"
-            " SELECT DISTINCT ON (checksum_type, checksum) name, arch, version, release, epoch, checksum_type,"
-            " checksum, summary FROM introspected ORDER BY checksum_type, checksum"
-            " ON CONFLICT (checksum_type, checksum) DO NOTHING"
-        )
-        cursor.execute(
-            "DELETE FROM repositories_packages rp WHERE rp.repository_id = %s AND NOT EXISTS ("
-            " SELECT FROM introspected i JOIN packages p USING (checksum_type, checksum) WHERE p.id = rp.package_id)",
-            [repository_uuid],
-        )
-        cursor.execute(
-            "INSERT INTO repositories_packages (repository_id, package_id)"
-            " SELECT DISTINCT %s::uuid, p.id FROM introspected i JOIN packages p USING (checksum_type, checksum)"
-            " ON CONFLICT DO NOTHING",
-            [repository_uuid],
-        )
-        cursor.execute("SELECT count(*) FROM repositories_packages WHERE repository_id = %s", [repository_uuid])
-        count = int(cursor.fetchone()[0])
-        _record_success(repository_uuid, repomd, started=started, package_count=count)
+        if current is not None:
+            _record_success(repository_uuid, repomd, started=started, package_count=count)
     return count
+
+
+def _write_packages(
+    cursor: CursorWrapper,
+    repository_uuid: uuid.UUID,
+    packages: Iterator[Package],
+    context: TaskContext,
+    *,
+    shown_as: str,
+) -> int:
+    """Store the packages and make them the repository's; their number."""
+    cursor.execute(
+        "CREATE TEMPORARY TABLE introspected (name text, arch text, version text, release text, epoch int,"
+        " checksum_type text, checksum text, summary text) ON COMMIT DROP"
+    )
+    with cursor.copy("COPY introspected FROM STDIN") as copy:
+        for position, package in enumerate(packages, start=1):
+            if position % CHECK_EVERY == 0:
+                context.raise_if_cancelled()
+            copy.write_row(_row(package, position, shown_as=shown_as))
+    context.raise_if_cancelled()
+    cursor.execute(
+        "INSERT INTO packages (name, arch, version, release, epoch, checksum_type, checksum, summary)"
+        " SELECT DISTINCT ON (checksum_type, checksum) name, arch, version, release, epoch, checksum_type,"
+        " checksum, summary FROM introspected ORDER BY checksum_type, checksum"
+        " ON CONFLICT (checksum_type, checksum) DO NOTHING"
+    )
+    context.raise_if_cancelled()
+    cursor.execute(
+        "DELETE FROM repositories_packages rp WHERE rp.repository_id = %s AND NOT EXISTS ("
+        " SELECT FROM introspected i JOIN packages p USING (checksum_type, checksum) WHERE p.id = rp.package_id)",
+        [repository_uuid],
+    )
+    context.raise_if_cancelled()
+    cursor.execute(
+        "INSERT INTO repositories_packages (repository_id, package_id)"
+        " SELECT DISTINCT %s::uuid, p.id FROM introspected i JOIN packages p USING (checksum_type, checksum)"
+        " ON CONFLICT DO NOTHING",
+        [repository_uuid],
+    )
+    cursor.execute("SELECT count(*) FROM repositories_packages WHERE repository_id = %s", [repository_uuid])
+    return int(cursor.fetchone()[0])
 
 
 def _row(package: Package, position: int, *, shown_as: str) -> tuple[object, ...]:

@@ -12,7 +12,12 @@ Each blob is named in the task's payload before it is stored, so that a run afte
 it fails. The snapshot is recorded only while the run still owns its task (a fenced payload
 update in the same transaction): a run that was cancelled or rescued without having heard of
 it yet records nothing. Run again after it recorded its snapshot, it finds it and does
-nothing more.
+nothing more; a run that records removes what an earlier, killed run stored and this one does
+not use.
+
+A run that was killed and never runs again (its task cancelled, its configuration deleted)
+cannot remove what it stored: each run starts with the garbage collection of such files
+(`repositories.storage.collect_garbage`).
 """
 
 import tempfile
@@ -23,10 +28,11 @@ from posixpath import normpath
 
 from django.db import transaction
 
-from repositories.exceptions import FetchStopped, MalformedMetadata, RepositoryError
+from repositories.exceptions import MalformedMetadata, RepositoryError, Stopped
+from repositories.interruptible import interruptible_statements
 from repositories.models import RepositoryConfiguration, Snapshot, SnapshotFile
 from repositories.services import SNAPSHOT
-from repositories.storage import hold_blobs, open_blob, release_blobs, store_blob
+from repositories.storage import collect_garbage, hold_blobs, open_blob, release_blobs, store_blob
 from repositories.yum import YumRepository
 from repositories.yum.checksum import file_checksum
 from repositories.yum.compression import decompressed
@@ -34,6 +40,7 @@ from repositories.yum.content import advisory_ids, comps_ids, module_stream_ids
 from repositories.yum.packages import iter_packages
 from repositories.yum.repomd import PRIMARY, REPOMD_PATH, REPOMD_SIGNATURE_PATH
 from repositories.yum.repository import COMPS_TYPES, MODULES
+from repositories.yum.stopping import StopCheck, stop_if_asked
 from tasks.context import TaskContext
 from tasks.registry import handler
 
@@ -86,8 +93,9 @@ def snapshot(context: TaskContext) -> None:
         context.logger.info("repository configuration deleted, nothing to snapshot")
         return
     try:
+        collect_garbage(should_stop=lambda: context.stop_requested)  # what killed runs of other tasks left
         recorded = _take(context, configuration)
-    except FetchStopped:
+    except Stopped:
         release_blobs(_stored(context))
         context.raise_if_cancelled()
         raise
@@ -99,6 +107,10 @@ def snapshot(context: TaskContext) -> None:
     if recorded is None:  # the configuration was deleted meanwhile
         release_blobs(_stored(context))
         return
+    # Those an earlier run stored, killed part way, that this run's snapshot does not use (the
+    # upstream changed between the runs).
+    used = set(recorded.files.values_list("blob_id", flat=True))
+    release_blobs(set(_stored(context)) - used)
     context.logger.info(
         "snapshot taken uuid=%s configuration=%s packages=%d",
         recorded.uuid,
@@ -127,7 +139,7 @@ def _take(context: TaskContext, configuration: RepositoryConfiguration) -> Snaps
                 files[path] = _store(context, yum.download(record), path, record.type)
         context.raise_if_cancelled()
         content = _content(yum)
-        previous = _previous_content(configuration, directory / "previous")
+        previous = _previous_content(configuration, directory / "previous", should_stop=yum.should_stop)
         return _record(context, configuration, files, content, previous)
 
 
@@ -140,7 +152,8 @@ def _record(
 ) -> Snapshot | None:
     """Record the snapshot, unless the configuration was deleted meanwhile (None)."""
     with transaction.atomic():
-        current = RepositoryConfiguration.objects.select_for_update().filter(uuid=configuration.uuid).first()
+        with interruptible_statements(lambda: context.stop_requested, "snapshot"):
+            current = RepositoryConfiguration.objects.select_for_update().filter(uuid=configuration.uuid).first()
         if current is None or current.deleted_at is not None:
             return None
         # The fence: raises TaskLost unless this run still owns its task, whose row it then
@@ -202,11 +215,13 @@ def _content(yum: YumRepository) -> Content:
             ENVIRONMENTS: counts.environments,
             MODULE_STREAMS: counts.module_streams,
         },
-        identities=_identities(opened),
+        identities=_identities(opened, should_stop=yum.should_stop),
     )
 
 
-def _previous_content(configuration: RepositoryConfiguration, directory: Path) -> Content | None:
+def _previous_content(
+    configuration: RepositoryConfiguration, directory: Path, *, should_stop: StopCheck
+) -> Content | None:
     """The content of the configuration's newest snapshot, read back from the snapshot
     storage; None before its first."""
     previous = Snapshot.objects.filter(repository_configuration=configuration).order_by("-created_at").first()
@@ -218,34 +233,40 @@ def _previous_content(configuration: RepositoryConfiguration, directory: Path) -
     def opened(type: str) -> tuple[Path, str] | None:
         if type not in stored:
             return None
-        return decompressed(_copy_out(stored[type], directory), shown_as=stored[type].path), stored[type].path
+        shown_as = stored[type].path
+        copy = _copy_out(stored[type], directory, should_stop=should_stop)
+        return decompressed(copy, shown_as=shown_as, should_stop=should_stop), shown_as
 
-    return Content(counts=previous.content_counts, identities=_identities(opened))
+    return Content(counts=previous.content_counts, identities=_identities(opened, should_stop=should_stop))
 
 
-def _identities(opened: Opener) -> dict[str, frozenset[object]]:
+def _identities(opened: Opener, *, should_stop: StopCheck) -> dict[str, frozenset[object]]:
     """The identities of the content of each type, from the metadata files that `opened` gives."""
     identities: dict[str, frozenset[object]] = {}
     if (primary := opened(PRIMARY)) is not None:
-        packages = iter_packages(primary[0], shown_as=primary[1])
+        packages = iter_packages(primary[0], shown_as=primary[1], should_stop=should_stop)
         identities[PACKAGES] = frozenset((package.checksum_type, package.checksum) for package in packages)
     if (updateinfo := opened(UPDATEINFO)) is not None:
+        stop_if_asked(should_stop, f"parse of {updateinfo[1]}")
         identities[ADVISORIES] = frozenset(advisory_ids(updateinfo[0], shown_as=updateinfo[1]))
     # The first listed of comps.xml's plain and compressed forms, as the counts read it.
     if (comps := next(filter(None, map(opened, COMPS_TYPES)), None)) is not None:
-        groups, environments = comps_ids(comps[0], shown_as=comps[1])
+        groups, environments = comps_ids(comps[0], shown_as=comps[1], should_stop=should_stop)
         identities[GROUPS], identities[ENVIRONMENTS] = frozenset(groups), frozenset(environments)
     if (modules := opened(MODULES)) is not None:
-        identities[MODULE_STREAMS] = frozenset(module_stream_ids(modules[0], shown_as=modules[1]))
+        identities[MODULE_STREAMS] = frozenset(
+            module_stream_ids(modules[0], shown_as=modules[1], should_stop=should_stop)
+        )
     return identities
 
 
-def _copy_out(file: SnapshotFile, directory: Path) -> Path:
+def _copy_out(file: SnapshotFile, directory: Path, *, should_stop: StopCheck) -> Path:
     target = directory / PurePosixPath(file.path).name
     source = open_blob(file.blob_id)
     try:
         with target.open("wb") as out:
             while chunk := source.read(COPY_CHUNK):
+                stop_if_asked(should_stop, f"copy of the stored {file.path}")
                 out.write(chunk)
     finally:
         source.close()

@@ -7,10 +7,11 @@
 """
 
 from repositories.yum.content import ContentCounts
-from repositories.yum.fetch import StopCheck, download
+from repositories.yum.fetch import download
 from repositories.yum.packages import Package, iter_packages
 from repositories.yum.repomd import MetadataFile, Repomd, parse_repomd
 from repositories.yum.repository import YumRepository
+from repositories.yum.stopping import StopCheck
 
 __all__ = [
     "ContentCounts",

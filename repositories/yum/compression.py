@@ -18,6 +18,7 @@ import zstandard
 
 from repositories.conf import format_size, repositories
 from repositories.exceptions import DecompressionBomb, MalformedMetadata, UnsupportedCompression
+from repositories.yum.stopping import StopCheck, never, stop_if_asked
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -68,12 +69,21 @@ def detect_compression(path: Path, *, shown_as: str) -> Compression:
     return Compression.NONE
 
 
-def decompress(source: Path, destination: Path, compression: Compression, *, limit: int, shown_as: str) -> int:
+def decompress(
+    source: Path,
+    destination: Path,
+    compression: Compression,
+    *,
+    limit: int,
+    shown_as: str,
+    should_stop: StopCheck = never,
+) -> int:
     """Write the decompressed content of `source` (compressed, not NONE) to `destination`;
     return its size in bytes.
 
-    Raises DecompressionBomb as soon as more than `limit` bytes come out, and MalformedMetadata
-    when the data is not valid for its compression; `destination` is then removed.
+    Raises DecompressionBomb as soon as more than `limit` bytes come out, MalformedMetadata
+    when the data is not valid for its compression, and Stopped once `should_stop` (asked
+    every CHUNK_SIZE) answers true; `destination` is then removed.
     """
     too_large = f"{shown_as} decompresses to more than {format_size(limit)} (REPOSITORIES_MAX_DECOMPRESSED_SIZE)"
     written = 0
@@ -84,6 +94,7 @@ def decompress(source: Path, destination: Path, compression: Compression, *, lim
                 if written > limit:
                     raise DecompressionBomb(too_large)
                 out.write(chunk)
+                stop_if_asked(should_stop, f"decompression of {shown_as}")
     except (OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as exc:
         destination.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.filename is not None:
@@ -95,7 +106,7 @@ def decompress(source: Path, destination: Path, compression: Compression, *, lim
     return written
 
 
-def decompressed(path: Path, *, shown_as: str) -> Path:
+def decompressed(path: Path, *, shown_as: str, should_stop: StopCheck = never) -> Path:
     """The file at `path` decompressed beside it (within REPOSITORIES_MAX_DECOMPRESSED_SIZE),
     or `path` itself when it is not compressed."""
     compression = detect_compression(path, shown_as=shown_as)
@@ -104,7 +115,8 @@ def decompressed(path: Path, *, shown_as: str) -> Path:
     plain = path.with_name(path.name.removesuffix(f".{compression}"))
     if plain == path:
         plain = path.with_name(f"{path.name}.decompressed")
-    decompress(path, plain, compression, limit=repositories().max_decompressed_size, shown_as=shown_as)
+    limit = repositories().max_decompressed_size
+    decompress(path, plain, compression, limit=limit, shown_as=shown_as, should_stop=should_stop)
     return plain
 
 

@@ -7,6 +7,7 @@ The ids of each (what a snapshot's added and removed counts compare) are read th
 modules.yaml's with PyYAML.
 """
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
@@ -19,11 +20,14 @@ from defusedxml.ElementTree import iterparse
 from repositories.exceptions import MalformedMetadata
 from repositories.yum.packages import iter_packages
 from repositories.yum.parsing import createrepo_errors, entities_refused
+from repositories.yum.stopping import StopCheck, never, stop_if_asked
 
 # libmodulemd writes each module stream as a YAML document opening with this line.
 _MODULE_STREAM_LINE = b"document: modulemd"
 # Longest piece of a modules.yaml line read at once, so that a file of one huge line stays cheap.
 _LINE_LIMIT = 64 * 1024
+# How often (in elements or lines) a count asks whether to stop.
+_CHECK_EVERY = 1000
 # What tells module streams apart (libmodulemd's NSVCA).
 _MODULE_IDENTITY = ("name", "stream", "version", "context", "arch")
 # libyaml's loader where PyYAML was built with it, else the pure-Python one.
@@ -41,9 +45,9 @@ class ContentCounts:
     module_streams: int = 0
 
 
-def count_packages(primary: Path, *, shown_as: str) -> int:
+def count_packages(primary: Path, *, shown_as: str, should_stop: StopCheck = never) -> int:
     """How many packages the decompressed primary.xml lists."""
-    return sum(1 for _ in iter_packages(primary, shown_as=shown_as))
+    return sum(1 for _ in iter_packages(primary, shown_as=shown_as, should_stop=should_stop))
 
 
 def count_advisories(updateinfo: Path, *, shown_as: str) -> int:
@@ -62,13 +66,13 @@ def advisory_ids(updateinfo: Path, *, shown_as: str) -> set[str]:
     return {update.id for update in info.updates}
 
 
-def count_comps(comps: Path, *, shown_as: str) -> tuple[int, int]:
+def count_comps(comps: Path, *, shown_as: str, should_stop: StopCheck = never) -> tuple[int, int]:
     """How many package groups and environments the decompressed comps.xml defines."""
-    groups, environments = comps_ids(comps, shown_as=shown_as)
+    groups, environments = comps_ids(comps, shown_as=shown_as, should_stop=should_stop)
     return len(groups), len(environments)
 
 
-def comps_ids(comps: Path, *, shown_as: str) -> tuple[list[str], list[str]]:
+def comps_ids(comps: Path, *, shown_as: str, should_stop: StopCheck = never) -> tuple[list[str], list[str]]:
     """The ids of the package groups and of the environments the decompressed comps.xml
     defines, in its order (what snapshots compare them by).
 
@@ -79,7 +83,9 @@ def comps_ids(comps: Path, *, shown_as: str) -> tuple[list[str], list[str]]:
     environments: list[str] = []
     depth = 0
     try:
-        for event, element in iterparse(str(comps), events=("start", "end")):
+        for position, (event, element) in enumerate(iterparse(str(comps), events=("start", "end")), start=1):
+            if position % _CHECK_EVERY == 0:
+                stop_if_asked(should_stop, f"parse of {shown_as}")
             if event == "start":
                 depth += 1
                 continue
@@ -99,7 +105,7 @@ def comps_ids(comps: Path, *, shown_as: str) -> tuple[list[str], list[str]]:
     return groups, environments
 
 
-def count_module_streams(modules: Path) -> int:
+def count_module_streams(modules: Path, *, shown_as: str, should_stop: StopCheck = never) -> int:
     """How many module streams the decompressed modules.yaml defines (modulemd documents).
 
     Counted by their opening line rather than parsed: the YAML is only counted here.
@@ -107,14 +113,18 @@ def count_module_streams(modules: Path) -> int:
     streams = 0
     at_line_start = True
     with modules.open("rb") as file:
-        while piece := file.readline(_LINE_LIMIT):
+        for position in itertools.count(1):
+            if not (piece := file.readline(_LINE_LIMIT)):
+                break
+            if position % _CHECK_EVERY == 0:
+                stop_if_asked(should_stop, f"parse of {shown_as}")
             if at_line_start and piece.rstrip() == _MODULE_STREAM_LINE:
                 streams += 1
             at_line_start = piece.endswith(b"\n")
     return streams
 
 
-def module_stream_ids(modules: Path, *, shown_as: str) -> set[str]:
+def module_stream_ids(modules: Path, *, shown_as: str, should_stop: StopCheck = never) -> set[str]:
     """The module streams the decompressed modules.yaml defines, each by its identity
     `name:stream:version:context:arch` (what snapshots compare them by).
 
@@ -126,6 +136,7 @@ def module_stream_ids(modules: Path, *, shown_as: str) -> set[str]:
     try:
         with modules.open("rb") as file:
             for document in yaml.load_all(file, Loader=_SafeLoader):
+                stop_if_asked(should_stop, f"parse of {shown_as}")
                 if not isinstance(document, dict) or document.get("document") != "modulemd":
                     continue
                 data = document.get("data")

@@ -13,7 +13,8 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from http.client import HTTPException
@@ -52,11 +53,10 @@ from repositories.exceptions import (
     TruncatedDownload,
     UnsupportedScheme,
 )
+from repositories.yum.stopping import StopCheck, never
 from repositories.yum.urls import requoted_path, requoted_query
 
 logger = logging.getLogger(__name__)
-
-StopCheck = Callable[[], bool]
 
 CHUNK_SIZE = 64 * 1024
 # How often a download asks `should_stop` while it waits on the server.
@@ -72,10 +72,6 @@ NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 _CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
 
 
-def never() -> bool:
-    return False
-
-
 def redact(url: str) -> str:
     """The URL without its user name and password, for messages and logs."""
     return _CREDENTIALS.sub(r"\1", url)
@@ -86,12 +82,14 @@ def download(url: str, destination: Path, *, should_stop: StopCheck = never) -> 
 
     `should_stop` is asked between chunks, and every 0.1 s from a thread of the download's own
     while it waits on the server (so it must be thread-safe, as `Event.is_set` is): once it
-    answers true the download ends with FetchStopped. Any failure is a RepositoryError, and
+    answers true the download ends with FetchStopped. The same thread ends a download that
+    takes longer than REPOSITORIES_DOWNLOAD_TIMEOUT in all (redirects included), however
+    steadily its bytes come, with FetchTimeout. Any failure is a RepositoryError, and
     `destination` is then removed.
     """
     conf = repositories()
     try:
-        with _StopWatch(should_stop) as watch:
+        with _StopWatch(should_stop, deadline=time.monotonic() + conf.download_timeout) as watch:
             return _follow(_Target.parse(url), destination, conf, watch)
     except BaseException:
         destination.unlink(missing_ok=True)
@@ -353,15 +351,18 @@ def _reason(exc: BaseException) -> str:
 
 class _StopWatch:
     """Asks `should_stop` every STOP_POLL_INTERVAL from a thread of its own, and once it answers
-    true shuts the download's socket down: a read blocked on a slow server returns at once,
-    where it would otherwise wait up to the fetch timeout."""
+    true, or the download's deadline (a `time.monotonic()` value) has passed, shuts the
+    download's socket down: a read blocked on a slow server returns at once, where it would
+    otherwise wait up to the fetch timeout."""
 
-    def __init__(self, should_stop: StopCheck):
+    def __init__(self, should_stop: StopCheck, *, deadline: float):
         self._should_stop = should_stop
+        self._deadline = deadline
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
         self.stopped = False
+        self.expired = False
         self._thread = threading.Thread(target=self._watch, name="yum-download-stop-watch", daemon=True)
 
     def __enter__(self) -> "_StopWatch":
@@ -379,7 +380,7 @@ class _StopWatch:
         go of the connection's socket as soon as an answer's headers say it will close."""
         with self._lock:
             self._socket = sock
-            stopped = self.stopped
+            stopped = self.stopped or self.expired
         if stopped:  # while connecting, with no socket to shut down yet
             _shut_down(sock)
 
@@ -387,12 +388,19 @@ class _StopWatch:
         if self.stopped or self._should_stop():
             self.stopped = True
             raise FetchStopped(f"download of {url} stopped on request") from cause
+        if self.expired or time.monotonic() > self._deadline:
+            self.expired = True
+            limit = repositories().download_timeout
+            raise FetchTimeout(
+                f"download of {url} took longer than {limit:g}s in all (REPOSITORIES_DOWNLOAD_TIMEOUT)"
+            ) from cause
 
     def _watch(self) -> None:
         while not self._done.wait(STOP_POLL_INTERVAL):
-            if self._should_stop():
+            stopped, expired = self._should_stop(), time.monotonic() > self._deadline
+            if stopped or expired:
                 with self._lock:
-                    self.stopped = True
+                    self.stopped, self.expired = stopped, expired
                     sock = self._socket
                 if sock is not None:
                     _shut_down(sock)

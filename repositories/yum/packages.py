@@ -12,7 +12,10 @@ import createrepo_c as cr
 
 from repositories.exceptions import MalformedMetadata
 from repositories.yum.parsing import createrepo_errors
+from repositories.yum.stopping import StopCheck, never, stop_if_asked
 
+# How often (in packages) a parse asks whether to stop.
+CHECK_EVERY = 100
 _REQUIRED = ("name", "arch", "version", "release", "checksum_type", "checksum", "location_href")
 
 
@@ -31,18 +34,21 @@ class Package:
     location_href: str  # relative to the repository's URL
 
 
-def iter_packages(primary: Path, *, shown_as: str) -> Iterator[Package]:
+def iter_packages(primary: Path, *, shown_as: str, should_stop: StopCheck = never) -> Iterator[Package]:
     """Yield the packages of the decompressed primary.xml at `primary`, in file order.
 
     Each is yielded as soon as the parser has read it, before the rest of the file is parsed:
     a malformed file fails where its fault is, after the packages before it were yielded.
-    `shown_as` names the file in errors. Raises MalformedMetadata or XMLEntitiesRefused.
+    `shown_as` names the file in errors. Raises MalformedMetadata or XMLEntitiesRefused, and
+    Stopped once `should_stop` (asked every CHECK_EVERY packages) answers true.
     """
     with createrepo_errors(primary, shown_as=shown_as):
         # PackageIterator feeds createrepo_c's SAX parser a chunk of the file at a time, and
         # hands out each package its callbacks complete.
         packages = cr.PackageIterator(primary_path=str(primary), filelists_path=None, other_path=None, warningcb=None)
         for position, parsed in enumerate(packages, start=1):
+            if position % CHECK_EVERY == 0:
+                stop_if_asked(should_stop, f"parse of {shown_as}")
             yield _package(parsed, position, shown_as)
 
 

@@ -13,7 +13,7 @@ from repositories.yum.content import (
     count_module_streams,
     count_packages,
 )
-from repositories.yum.fetch import StopCheck, download, never, redact
+from repositories.yum.fetch import download, redact
 from repositories.yum.packages import Package, iter_packages
 from repositories.yum.repomd import (
     PRIMARY,
@@ -23,6 +23,7 @@ from repositories.yum.repomd import (
     Repomd,
     parse_repomd,
 )
+from repositories.yum.stopping import StopCheck, never, stop_if_asked
 from repositories.yum.urls import file_url
 
 UPDATEINFO = "updateinfo"
@@ -35,15 +36,16 @@ class YumRepository:
     """A yum repository at `url`, read into `directory`: its repomd.xml, then the metadata files
     it lists, each checksum-verified and decompressed (once per type, by `metadata`).
 
-    `should_stop` is handed to every download (see `fetch.download`). Every failure is a
-    RepositoryError with a one-line message for the user who gave the URL.
+    `should_stop` is handed to every download (see `fetch.download`), decompression and parse:
+    once it answers true, they end with Stopped. Every failure is a RepositoryError with a
+    one-line message for the user who gave the URL.
     """
 
     def __init__(self, url: str, directory: Path, *, should_stop: StopCheck = never):
         self.url = file_url(url)
         self.shown_url = redact(self.url)
         self.directory = directory
-        self._should_stop = should_stop
+        self.should_stop = should_stop
         self._repomd: Repomd | None = None
         self._downloaded: dict[str, Path] = {}
         self._opened: dict[str, tuple[Path, str]] = {}
@@ -58,7 +60,7 @@ class YumRepository:
         if self._repomd is None:
             path = self.repomd_file
             try:
-                download(file_url(self.url, REPOMD_PATH), path, should_stop=self._should_stop)
+                download(file_url(self.url, REPOMD_PATH), path, should_stop=self.should_stop)
             except HTTPNotFound as exc:
                 raise NotAYumRepository(f"{self.shown_url} is not a yum repository: {exc}") from None
             self._repomd = parse_repomd(path, repository=self.shown_url)
@@ -69,7 +71,7 @@ class YumRepository:
         the repository has none (404). Fetch it after `repomd()`, which it signs."""
         path = self.directory / PurePosixPath(REPOMD_SIGNATURE_PATH).name
         try:
-            download(file_url(self.url, REPOMD_SIGNATURE_PATH), path, should_stop=self._should_stop)
+            download(file_url(self.url, REPOMD_SIGNATURE_PATH), path, should_stop=self.should_stop)
         except HTTPNotFound:
             return None
         return path
@@ -88,7 +90,7 @@ class YumRepository:
                 f"{REPOMD_PATH} of {self.shown_url} locates {file.type} at {file.location_href!r}, which is not a file"
             )
         path = self.directory / name
-        download(file_url(self.url, file.location_href), path, should_stop=self._should_stop)
+        download(file_url(self.url, file.location_href), path, should_stop=self.should_stop)
         verify_checksum(path, file.checksum_type, file.checksum, shown_as=shown_as)
         self._downloaded[file.location_href] = path
         return path
@@ -101,20 +103,21 @@ class YumRepository:
     def packages(self) -> Iterator[Package]:
         """The packages of primary.xml, one at a time (see `packages.iter_packages`)."""
         primary, shown_as = self._open_primary()
-        return iter_packages(primary, shown_as=shown_as)
+        return iter_packages(primary, shown_as=shown_as, should_stop=self.should_stop)
 
     def content_counts(self) -> ContentCounts:
         """How many packages, advisories, groups, environments and module streams it holds."""
         primary, shown_as = self._open_primary()
-        packages = count_packages(primary, shown_as=shown_as)
+        packages = count_packages(primary, shown_as=shown_as, should_stop=self.should_stop)
         advisories = groups = environments = module_streams = 0
         if (updateinfo := self._open(UPDATEINFO)) is not None:
+            stop_if_asked(self.should_stop, f"parse of {updateinfo[1]}")
             advisories = count_advisories(updateinfo[0], shown_as=updateinfo[1])
         comps_type = next((type for type in COMPS_TYPES if self.repomd().file(type) is not None), None)
         if comps_type is not None and (comps := self._open(comps_type)) is not None:
-            groups, environments = count_comps(comps[0], shown_as=comps[1])
+            groups, environments = count_comps(comps[0], shown_as=comps[1], should_stop=self.should_stop)
         if (modules := self._open(MODULES)) is not None:
-            module_streams = count_module_streams(modules[0])
+            module_streams = count_module_streams(modules[0], shown_as=modules[1], should_stop=self.should_stop)
         return ContentCounts(
             packages=packages,
             advisories=advisories,
@@ -135,5 +138,6 @@ class YumRepository:
             if file is None:
                 return None
             shown_as = f"{file.location_href} of {self.shown_url}"
-            self._opened[type] = (decompressed(self.download(file), shown_as=shown_as), shown_as)
+            plain = decompressed(self.download(file), shown_as=shown_as, should_stop=self.should_stop)
+            self._opened[type] = (plain, shown_as)
         return self._opened[type]

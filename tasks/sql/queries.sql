@@ -5,10 +5,11 @@
 --
 -- Locks (docs/queue.md, "Locks"): task rows before heartbeat rows; task rows in insertion
 -- order (`seq`), which puts a task before its dependents. Ending a task (complete, fail,
--- cancel) locks its row FOR UPDATE, which conflicts with the FOR KEY SHARE of an enqueue
--- linking a new dependent to it, so an ending and a new edge are always ordered. Every other
--- write takes FOR NO KEY UPDATE, which an enqueue does not block. The pool's statements never
--- wait for a task row (SKIP LOCKED): what they cannot lock now, the pool records later.
+-- cancel) or deleting it (the cleanup) locks its row FOR UPDATE, which conflicts with the FOR
+-- KEY SHARE of an enqueue linking a new dependent to it, so an ending and a new edge are
+-- always ordered. Every other write takes FOR NO KEY UPDATE, which an enqueue does not
+-- block. The pool's statements never wait for a task row (SKIP LOCKED): what they cannot lock
+-- now, the pool records later.
 
 -- name: lock_dependencies
 -- Lock the dependencies of new tasks, in insertion order, with the lock their new edges'
@@ -66,6 +67,11 @@ WHERE unique_key = %(unique_key)s::text
 -- else holds are locked (LockRows under the Limit: only those). `candidates` says how many
 -- heads were read (one row with it and no task when none was claimed): more than claimed,
 -- another transaction holds the rest, for now.
+-- Each head is then reached by its primary key whatever the statistics say (they lag behind a
+-- burst of new tasks, and then any index over pending tasks looks as cheap as the key): the
+-- lock re-checks the status but not `dependencies_left`, which never rises again once zero, so
+-- that `tasks_ready_idx` cannot serve this step either, and `tasks_status_queued_idx` leaves
+-- pending tasks out.
 WITH candidates AS MATERIALIZED (
     SELECT ready.id
     FROM unnest(%(types)s::text[]) AS served (type)
@@ -79,7 +85,7 @@ WITH candidates AS MATERIALIZED (
 ), picked AS MATERIALIZED (
     SELECT t.id
     FROM tasks t
-    WHERE t.id IN (SELECT id FROM candidates) AND t.status = 'pending' AND t.dependencies_left = 0
+    WHERE t.id = ANY (ARRAY(SELECT id FROM candidates)) AND t.status = 'pending'
     ORDER BY t.priority DESC, t.queued_at, t.id
     LIMIT %(limit)s::int
     FOR NO KEY UPDATE SKIP LOCKED
@@ -339,22 +345,25 @@ WHERE id = %(id)s::uuid AND token = %(token)s::uuid AND status = 'running'
 RETURNING id;
 
 -- name: requeue_failed
--- Put failed tasks back to pending at once, by hand (the admin, a maintenance job), counting
--- no retry; a task someone else holds is skipped. Returns those requeued.
+-- Put a failed task back to pending at once, by hand (the admin, a maintenance job), counting
+-- no retry, without waiting for a transaction that holds it. Says the status the task had and
+-- whether it was locked; no row when there is no such task. When another active task holds its
+-- unique key, the statement fails on tasks_unique_key_active (the caller's savepoint undoes it).
 WITH target AS MATERIALIZED (
-    SELECT id FROM tasks
-    WHERE id = ANY(%(ids)s::uuid[]) AND status = 'failed'
-    ORDER BY seq
-    FOR NO KEY UPDATE SKIP LOCKED
+    SELECT id, status FROM tasks WHERE id = %(id)s::uuid FOR NO KEY UPDATE SKIP LOCKED
 ), requeued AS (
     UPDATE tasks t
     SET status = 'pending', started_at = NULL, finished_at = NULL, token = NULL, error = NULL,
         next_retry_time = NULL
     FROM target
-    WHERE t.id = target.id
+    WHERE t.id = target.id AND target.status = 'failed'
     RETURNING t.id
 )
-SELECT id, pg_notify('tasks', '') FROM requeued;
+SELECT coalesce(target.status, t.status) AS status, target.id IS NOT NULL AS locked
+FROM tasks t
+LEFT JOIN target ON target.id = t.id
+LEFT JOIN (SELECT pg_notify('tasks', '') WHERE EXISTS (SELECT FROM requeued)) AS woken ON true
+WHERE t.id = %(id)s::uuid;
 
 -- name: orgs
 -- The organisations that have tasks, in order, read as a loose index scan: one index descent
@@ -367,3 +376,92 @@ WITH RECURSIVE orgs (org_id) AS (
     WHERE orgs.org_id IS NOT NULL
 )
 SELECT org_id FROM orgs WHERE org_id IS NOT NULL LIMIT %(limit)s::int;
+
+-- name: cleanup_window
+-- The cleanup's next window: the `limit` tasks enqueued after the key (queued_at, id) of the
+-- last window and longer ago than the shortest retention, oldest first, each with whether it
+-- is due for deletion: finished for good (completed; failed with no retry to come; canceled)
+-- for longer than its type's retention (`types` and their ages in seconds, a NULL age keeping
+-- them; any other type has the `default_*` ages), counted from its end, or from its enqueue
+-- for a canceled task, which has none; and guarded by nothing: no heartbeat (a canceled run
+-- whose pool has not stopped it yet) and no live dependent (pending, running, or failed and
+-- waiting for its retry). Reads only, locks nothing; statement_timestamp(), being stable,
+-- lets tasks_queued_idx bound the scan (a task ends after its enqueue).
+WITH rule AS (
+    SELECT *
+    FROM unnest(%(types)s::text[], %(completed)s::float8[], %(failed)s::float8[], %(canceled)s::float8[])
+        AS rule (type, completed, failed, canceled)
+), seen AS (
+    SELECT t.id, t.type, t.status, t.queued_at, t.finished_at, t.next_retry_time
+    FROM tasks t
+    WHERE t.queued_at < statement_timestamp() - make_interval(secs => %(shortest)s::float8)
+      AND t.queued_at >= %(after_queued_at)s::timestamptz
+      AND (t.queued_at, t.id) > (%(after_queued_at)s::timestamptz, %(after_id)s::uuid)
+    ORDER BY t.queued_at, t.id
+    LIMIT %(limit)s::int
+), aged AS (
+    SELECT seen.*,
+           CASE seen.status
+               WHEN 'completed' THEN seen.finished_at
+               WHEN 'failed' THEN CASE WHEN seen.next_retry_time IS NULL THEN seen.finished_at END
+               WHEN 'canceled' THEN seen.queued_at
+           END AS since,
+           CASE seen.status
+               WHEN 'completed' THEN CASE WHEN rule.type IS NULL THEN %(default_completed)s::float8 ELSE rule.completed END
+               WHEN 'failed' THEN CASE WHEN rule.type IS NULL THEN %(default_failed)s::float8 ELSE rule.failed END
+               WHEN 'canceled' THEN CASE WHEN rule.type IS NULL THEN %(default_canceled)s::float8 ELSE rule.canceled END
+           END AS kept
+    FROM seen LEFT JOIN rule ON rule.type = seen.type
+)
+SELECT aged.id, aged.type, aged.status, aged.queued_at, aged.finished_at,
+       coalesce(aged.since < statement_timestamp() - make_interval(secs => aged.kept), false)
+       AND NOT EXISTS (SELECT FROM task_heartbeats h WHERE h.id = aged.id)
+       AND live.dependent IS NULL AS due
+FROM aged
+-- Per row, by the edges' index: a hashed NOT EXISTS would read every live task at each window.
+LEFT JOIN LATERAL (
+    SELECT d.task_id AS dependent
+    FROM task_dependencies d JOIN tasks c ON c.id = d.task_id
+    WHERE d.dependency_id = aged.id
+      AND (c.status IN ('pending', 'running') OR (c.status = 'failed' AND c.next_retry_time IS NOT NULL))
+    LIMIT 1
+) AS live ON true
+ORDER BY aged.queued_at, aged.id;
+
+-- name: cleanup_begin
+-- Begin a cleanup batch: take the cleanup's advisory lock for this transaction, without
+-- waiting (`locked` is false when another cleanup's batch holds it), and bound any wait for a
+-- lock (a row of another table that references a deleted task, set NULL by its foreign key).
+-- 7218553 is the cleanup's key: nothing else may take it.
+SELECT pg_try_advisory_xact_lock(7218553) AS locked, set_config('lock_timeout', %(lock_timeout)s::text, true);
+
+-- name: cleanup_lock
+-- Lock the tasks cleanup_window found due that are still as it saw them (same status and
+-- end, no retry to come), in insertion order, skipping those another transaction holds (an
+-- enqueue linking a new dependent to one, a caller cancelling one): the next pass sees them.
+SELECT t.id
+FROM tasks t
+JOIN unnest(%(ids)s::uuid[], %(statuses)s::text[], %(finished)s::timestamptz[]) AS due (id, status, finished_at)
+    ON due.id = t.id
+WHERE t.status = due.status AND t.finished_at IS NOT DISTINCT FROM due.finished_at
+  AND (t.status <> 'failed' OR t.next_retry_time IS NULL)
+ORDER BY t.seq
+FOR UPDATE OF t SKIP LOCKED;
+
+-- name: cleanup_delete
+-- Delete the tasks cleanup_lock locked, but those guarded, looked at again here: a statement
+-- of its own after the lock, so its snapshot sees every dependent linked before the lock (and
+-- none can be linked after it). Their edges go with them (ON DELETE CASCADE). How many of
+-- each type and status were deleted.
+WITH deleted AS (
+    DELETE FROM tasks t
+    WHERE t.id = ANY(%(ids)s::uuid[])
+      AND NOT EXISTS (SELECT FROM task_heartbeats h WHERE h.id = t.id)
+      AND NOT EXISTS (
+          SELECT FROM task_dependencies d JOIN tasks c ON c.id = d.task_id
+          WHERE d.dependency_id = t.id
+            AND (c.status IN ('pending', 'running') OR (c.status = 'failed' AND c.next_retry_time IS NOT NULL))
+      )
+    RETURNING t.type, t.status
+)
+SELECT type, status, count(*) AS deleted FROM deleted GROUP BY type, status;

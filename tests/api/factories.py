@@ -68,7 +68,7 @@ class RepositoryTaskFactory(TaskFactory):
     type = INTROSPECT
     configuration = None
     org_id = factory.LazyAttribute(lambda task: task.configuration.org_id)
-    object_uuid = factory.LazyAttribute(lambda task: task.configuration.repository_id)
+    object_uuid = factory.LazyAttribute(lambda task: task.configuration.uuid)
     object_type = OBJECT_TYPE
     payload = factory.LazyAttribute(lambda task: {"repository_uuid": str(task.configuration.repository_id)})
 

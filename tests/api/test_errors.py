@@ -4,6 +4,7 @@ the request: a view, DRF's parsing, Django before any view."""
 import uuid
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.test import RequestFactory
 from rest_framework.test import APIClient
 
@@ -183,10 +184,24 @@ def test_an_unexpected_error_is_a_500_in_the_envelope_and_logged(caplog):
 
 
 def test_django_s_own_500_is_in_the_envelope():
-    response = errors.server_error(RequestFactory().get("/"))
+    response = errors.server_error(RequestFactory().get(f"{API}tasks/"))
 
     assert response.status_code == 500
     assert response.content == (
         b'{"errors": [{"status": 500, "title": "Internal Server Error", '
         b'"detail": "an unexpected error occurred; it has been logged"}]}'
     )
+
+
+def html_page(response, status: int) -> str:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("text/html"), response["Content-Type"]
+    return response.content.decode()
+
+
+def test_outside_the_api_errors_are_django_s_html_pages(admin_client):
+    assert "Not Found" in html_page(admin_client.get("/admin/nothing/"), 404)
+    assert "Not Found" in html_page(admin_client.get("/nothing/here/"), 404)
+    assert "Bad Request" in html_page(admin_client.get("/admin/", HTTP_HOST="evil.example"), 400)
+    assert "Server Error" in html_page(errors.server_error(RequestFactory().get("/admin/")), 500)
+    assert "Forbidden" in html_page(errors.permission_denied(RequestFactory().get("/admin/"), PermissionDenied()), 403)

@@ -84,7 +84,7 @@ def test_create_normalises_the_url_and_queues_the_introspection(api):
     [task] = Task.objects.all()
     assert (task.type, task.org_id, task.object_type) == (INTROSPECT, ORG_A, "repository")
     configuration = RepositoryConfiguration.objects.get(uuid=body["uuid"])
-    assert task.object_uuid == configuration.repository_id
+    assert task.object_uuid == configuration.uuid
 
 
 def test_create_with_snapshots_queues_the_snapshot_after_the_introspection(api):
@@ -367,7 +367,7 @@ def test_a_new_url_cancels_the_running_introspection_and_queues_another(api):
     running.refresh_from_db()
     assert running.status == Task.Status.CANCELED
     fresh = Task.objects.get(type=INTROSPECT, status=Task.Status.PENDING)
-    assert fresh.object_uuid == RepositoryConfiguration.objects.get().repository_id != running.object_uuid
+    assert fresh.object_uuid == running.object_uuid == configuration.uuid
 
 
 def test_turning_snapshots_on_queues_a_snapshot(api):

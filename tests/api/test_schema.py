@@ -81,3 +81,22 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_bulk_create_is_described_as_a_list_in_and_a_list_out():
+    document = schema.raw_schema
+    operation = document["paths"]["/api/content-sources/v1/repositories/bulk_create/"]["post"]
+    assert "parameters" not in operation  # no limit or offset: nothing is paginated
+    body = operation["requestBody"]
+    assert body["required"] is True
+    assert body["content"]["application/json"]["schema"] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/RepositoryInputRequest"},
+        "minItems": 1,
+        "maxItems": 100,
+    }
+    assert operation["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/Repository"},
+    }
+    assert "all or none" in operation["description"]

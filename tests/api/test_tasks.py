@@ -338,3 +338,27 @@ def test_cancel_a_task_another_transaction_holds_is_a_409_to_retry_and_changes_n
     task.refresh_from_db()
     assert (task.status, task.cancel_attempted) == ("pending", False)
     assert cancel(api, task).status_code == 204  # once the holder has committed
+
+
+def test_a_repository_s_tasks_are_still_found_after_its_url_changed(api):
+    created = api.post(f"{API}repositories/", {"name": "r", "url": "https://old.example/r/"}, format="json").json()
+    [first] = Task.objects.all()
+    queue.cancel(first.id)  # so that the new URL's introspection can be queued
+
+    changed = api.patch(f"{API}repositories/{created['uuid']}/", {"url": "https://new.example/r/"}, format="json")
+
+    assert changed.status_code == 200, changed.content
+    second = Task.objects.exclude(id=first.id).get()
+    listed = api.get(f"{API}tasks/?repository_uuid={created['uuid']}").json()["data"]
+    assert [item["uuid"] for item in listed] == [str(second.id), str(first.id)]
+    assert {(item["object_uuid"], item["object_name"]) for item in listed} == {(created["uuid"], "r")}
+
+
+def test_the_admin_shows_a_task_s_object_as_the_api_does(api, admin_client):
+    created = api.post(f"{API}repositories/", {"name": "r", "url": "https://a.example/r/"}, format="json").json()
+    [item] = api.get(f"{API}tasks/").json()["data"]
+
+    assert item["object_uuid"] == created["uuid"]
+    changelist = admin_client.get("/admin/tasks/task/", {"q": item["uuid"]}).content.decode()
+    assert f"repository {created['uuid']}" in changelist
+    assert created["uuid"] in admin_client.get(f"/admin/tasks/task/{item['uuid']}/change/").content.decode()

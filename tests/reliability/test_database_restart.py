@@ -5,6 +5,7 @@ Handlers use the database too (the ledger), as real ones do, so each worker thre
 connection must recover as well as the pool's."""
 
 import json
+import signal
 import time
 import uuid
 
@@ -24,11 +25,11 @@ ACROSS = 6.0  # a run going on through the outage and past it
 LISTENING = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN cancel_task'"
 
 
-def enqueue_remote(url: str, payloads: list) -> list[str]:
+def enqueue_remote(url: str, payloads: list, type_: str = "reliability.work") -> list[str]:
     """Enqueue through tasks.client in a process of its own, on the server at `url`."""
     code = (
         "import json; from tasks import client; "
-        f"print(json.dumps([str(i) for i in client.enqueue_many('reliability.work', {payloads!r})]))"
+        f"print(json.dumps([str(i) for i in client.enqueue_many({type_!r}, {payloads!r})]))"
     )
     result = manage(url, "shell", "-c", code)
     assert result.returncode == 0, result.stderr
@@ -166,3 +167,38 @@ def test_the_pool_recovers_when_its_backends_are_terminated(fleet, summary):
         Task.objects.filter(pk__in=after).exclude(error=None).values_list("error", flat=True)
     )
     assert delay < 1.0
+
+
+def test_an_end_held_through_an_outage_is_written_at_sigterm_before_the_exit(throwaway_postgres, fleet, summary):
+    """A task ends while the database is away; the dispatcher backs off, its waits doubling
+    past the grace. The database comes back and SIGTERM arrives while it still sleeps: the
+    stop writes the end itself before the process exits, so the task is completed once and
+    never run again by a rescue."""
+    server, url = throwaway_postgres, throwaway_postgres.url()
+    migrated = manage(url, "migrate", "--no-input")
+    assert migrated.returncode == 0, migrated.stderr
+    pools = fleet("--workers", "1", "--grace", "3", url=url)
+    process = pools.start()
+    [task_id] = enqueue_remote(url, [{"seconds": 3.0}], type_="diagnostics.sleep")
+    wait_until(lambda: remote_statuses(server, [task_id]) == {task_id: "running"}, message="the task to start")
+
+    server.stop()
+    # Five failed steps in a row: the dispatcher now sleeps 8 s, longer than the grace.
+    wait_until(
+        lambda: process.log().count("recording ends and claiming tasks failed") >= 5,
+        timeout=30,
+        interval=0.05,
+        message="the dispatcher to back off five times",
+    )
+    server.start()
+    signaled = time.monotonic()
+    code = pools.stop(0, signal.SIGTERM, timeout=15)
+    stopped_in = time.monotonic() - signaled
+    statuses = remote_statuses(server, [task_id])
+    with server.connect() as conn:
+        heartbeats = conn.execute("SELECT count(*) FROM task_heartbeats").fetchone()[0]
+    summary("end held through an outage", exit_code=code, stopped_in=f"{stopped_in:.1f}s", status=statuses[task_id])
+    assert code == 0, process.log()
+    assert statuses == {task_id: "completed"}, process.log()
+    assert heartbeats == 0
+    assert stopped_in < 3.0

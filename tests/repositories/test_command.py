@@ -39,9 +39,9 @@ def test_add_prints_the_uuid_and_queues_the_introspection_and_with_snapshot_the_
     )
 
     assert (plain.org_id, plain.name, plain.repository.url, plain.snapshot) == ("shell", "appstream", URL, False)
-    assert set(Task.objects.filter(object_uuid=plain.repository_id).values_list("type", flat=True)) == {"introspect"}
+    assert set(Task.objects.filter(object_uuid=plain.uuid).values_list("type", flat=True)) == {"introspect"}
     assert (snapshotted.org_id, snapshotted.snapshot) == ("acme", True)
-    types = Task.objects.filter(object_uuid=snapshotted.repository_id).values_list("type", flat=True)
+    types = Task.objects.filter(object_uuid=snapshotted.uuid).values_list("type", flat=True)
     assert sorted(types) == ["introspect", "snapshot"]
 
 
@@ -70,6 +70,7 @@ def test_show_gives_the_repository_its_snapshots_and_its_tasks(pool, upstream):
     assert fields["uuid"] == configuration_id
     assert (fields["status"], fields["packages"], fields["revision"]) == ("Valid", "3", "1")
     assert (fields["error"], fields["failed introspections"], fields["snapshot"]) == ("-", "0", "on")
+    assert fields["snapshot error"] == "-"
     snapshot = configuration.snapshots.get()
     assert f"  {snapshot.uuid}  " in output
     assert f"/content/shell/{snapshot.uuid}/" in output

@@ -115,7 +115,7 @@ def test_module_streams_are_counted_by_their_documents_not_their_defaults(tmp_pa
         b"---\ndocument: modulemd\nversion: 2\ndata:\n  name: b\n  description: >-\n    document: modulemd\n...\n"
     )
 
-    assert count_module_streams(modules) == 2
+    assert count_module_streams(modules, shown_as="modules.yaml") == 2
 
 
 def test_module_streams_are_identified_by_name_stream_version_context_and_arch(tmp_path):

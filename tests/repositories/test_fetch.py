@@ -206,6 +206,19 @@ def test_a_server_that_does_not_answer_times_out(served, settings, destination):
         download(served.url("silent"), destination)
 
 
+def test_a_server_that_trickles_bytes_forever_times_out_at_the_download_deadline(served, settings, destination):
+    """Each byte comes well within the fetch timeout: only the download's deadline ends it."""
+    settings.REPOSITORIES = {**settings.REPOSITORIES, "FETCH_TIMEOUT": 5.0, "DOWNLOAD_TIMEOUT": 1.0}
+    served.on("/trickle", drip(b"x" * 100_000, 0.2))
+    started = time.monotonic()
+
+    message = f"download of {served.url('trickle')} took longer than 1s in all (REPOSITORIES_DOWNLOAD_TIMEOUT)"
+    with pytest.raises(FetchTimeout, match=exactly(message)):
+        download(served.url("trickle"), destination)
+    assert 1.0 <= time.monotonic() - started < 2.0
+    assert not destination.exists()
+
+
 def test_a_body_shorter_than_announced_is_a_truncated_download(served, destination):
     served.on("/short", content(b"x" * 100, length=1000))
 

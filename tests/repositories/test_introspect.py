@@ -418,6 +418,19 @@ def test_a_private_address_is_refused_through_the_task_unless_allowed(pool, sett
     assert (repository.status, repository.last_introspection_error) == (Repository.Status.INVALID, message)
 
 
+def test_a_server_that_trickles_forever_fails_the_task_at_the_download_deadline(pool, settings, upstream):
+    settings.REPOSITORIES = {**settings.REPOSITORIES, "DOWNLOAD_TIMEOUT": 1.0}
+    upstream.on(f"/{REPOMD}", drip(b" " * 100_000, 0.2))  # a byte every 0.2 s: 5.5 hours in all
+    configuration = add(upstream.url())
+
+    failed = wait_for_status(introspection_of(configuration), Task.Status.FAILED, timeout=5)
+
+    message = f"download of {upstream.url(REPOMD)} took longer than 1s in all (REPOSITORIES_DOWNLOAD_TIMEOUT)"
+    assert failed.error == f"FetchTimeout: {message}"
+    repository = Repository.objects.get(pk=configuration.repository_id)
+    assert (repository.status, repository.last_introspection_error) == (Repository.Status.UNAVAILABLE, message)
+
+
 def test_a_cancel_stops_a_download_within_a_second_and_records_nothing(pool, upstream, repository):
     primary = record_path(repository, "primary")
     gate = Gate(drip(primary.read_bytes(), 0.2))

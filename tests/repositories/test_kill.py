@@ -2,14 +2,19 @@
 pool rescues the task (heartbeats of 1 s here) and its next run reaches the state that an
 undisturbed run reaches."""
 
+import hashlib
 import json
 import signal
+import uuid
 
 import pytest
 
-from repositories.models import Repository, Snapshot
+from repositories import services
+from repositories.models import Repository, RepositoryConfiguration, Snapshot
+from repositories.storage import blob_name
+from tasks import client
 from tasks.models import Task
-from tests.repositories.conftest import PACKAGES
+from tests.repositories.conftest import BASH, PACKAGES, ZSH
 from tests.repositories.domain import (
     FIRST_COUNTS,
     HANDLER_TYPES,
@@ -27,7 +32,7 @@ from tests.repositories.domain import (
     stored_names,
     wait_for_status,
 )
-from tests.repositories.yum_builder import record_path
+from tests.repositories.yum_builder import build_repository, record_path
 from tests.repositories.yum_server import status
 
 
@@ -121,3 +126,78 @@ def test_an_introspection_killed_mid_download_is_finished_by_another_pool_as_if_
     assert package_rows(introspected.uuid) == described(*PACKAGES)
     assert (introspected.status, introspected.package_count) == (Repository.Status.VALID, 3)
     assert (introspected.failed_introspections_count, introspected.last_introspection_error) == (0, "")
+
+
+def test_what_a_killed_snapshot_stored_goes_with_the_next_run_that_uses_other_files(
+    victim, start_pool, upstream, repository, snapshot_storage
+):
+    """Rescued, the task's next run finds the upstream changed: the files the killed run
+    stored and the snapshot does not use go when it records."""
+    gate = Gate()
+    upstream.on(f"/{listed_paths(repository)[2]}", gate)
+    process = victim()
+    configuration = add(upstream.url(), snapshot=True)
+    task_id = snapshot_task_of(configuration)
+    gate.wait_arrived(timeout=20)
+    assert len(blob_rows()) == 3
+
+    kill(process)
+    build_repository(repository, [BASH], revision="2")
+    gate.opened.set()
+    start_pool(workers=2, types=HANDLER_TYPES)
+    wait_for_status(task_id, timeout=20)
+
+    [snapshot] = Snapshot.objects.all()
+    assert files_of(snapshot) == served_files(repository)
+    assert_no_orphans(snapshot_storage)
+
+
+def kill_mid_snapshot(victim, upstream, repository) -> tuple[RepositoryConfiguration, uuid.UUID]:
+    """A configuration whose snapshot's worker was killed with three files stored."""
+    gate = Gate()
+    upstream.on(f"/{listed_paths(repository)[2]}", gate)
+    process = victim()
+    configuration = add(upstream.url(), snapshot=True)
+    task_id = snapshot_task_of(configuration)
+    gate.wait_arrived(timeout=20)
+    assert len(blob_rows()) == 3
+    kill(process)
+    return configuration, task_id
+
+
+def test_what_a_killed_and_then_cancelled_snapshot_stored_is_collected_once_old_enough(
+    victim, start_pool, settings, yum_server, tmp_path, upstream, repository, snapshot_storage
+):
+    configuration, task_id = kill_mid_snapshot(victim, upstream, repository)
+    client.cancel(task_id)  # no run of it will remove what the killed one stored
+    left = blob_rows()
+    # And a file whose row never committed (a worker killed between the two).
+    rowless = hashlib.sha256(b"a file whose row never committed").hexdigest()
+    (snapshot_storage / blob_name(rowless)).parent.mkdir(parents=True, exist_ok=True)
+    (snapshot_storage / blob_name(rowless)).write_bytes(b"a file whose row never committed")
+    start_pool(workers=2, types=HANDLER_TYPES)
+    other = yum_server(build_repository(tmp_path / "other", [ZSH])).url()
+
+    # Young files are kept: they may be a running snapshot's, about to be recorded.
+    wait_for_status(snapshot_task_of(add(other, name="other", snapshot=True)))
+    assert left <= stored_names(snapshot_storage) and rowless in stored_names(snapshot_storage)
+
+    settings.REPOSITORIES = {**settings.REPOSITORIES, "ORPHAN_FILE_AGE": 0.0}
+    wait_for_status(snapshot_task_of(add(other, name="third", snapshot=True, org_id="globex")))
+
+    assert not left & stored_names(snapshot_storage) and rowless not in stored_names(snapshot_storage)
+    assert_no_orphans(snapshot_storage)
+
+
+def test_what_a_killed_snapshot_stored_is_collected_when_its_configuration_is_deleted(
+    victim, start_pool, settings, upstream, repository, snapshot_storage
+):
+    settings.REPOSITORIES = {**settings.REPOSITORIES, "ORPHAN_FILE_AGE": 0.0}
+    configuration, task_id = kill_mid_snapshot(victim, upstream, repository)
+    start_pool(workers=2, types=HANDLER_TYPES)
+
+    deleting = services.repository_configuration_delete(configuration=configuration)  # cancels the snapshot
+    wait_for_status(deleting, timeout=20)
+
+    assert Task.objects.get(pk=task_id).status == Task.Status.CANCELED
+    assert blob_rows() == stored_names(snapshot_storage) == set()

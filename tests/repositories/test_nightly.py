@@ -1,19 +1,24 @@
 """The nightly run: an introspection of every live configuration, and a snapshot after it
 where the flag is set, never a second one of either while one is pending or running."""
 
+import io
 import threading
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, transaction
+from rest_framework.test import APIClient
 
+from contentsources.api.identity import encode_identity
 from repositories import services
 from repositories.exceptions import NightlyRunInProgress
 from repositories.services import Nightly
 from tasks import client
 from tasks.models import Task
 from tests.helpers import wait_until
-from tests.repositories.domain import run_in_thread, waiting_for_a_lock
+from tests.repositories.domain import listed_paths, run_in_thread, wait_for_status, waiting_for_a_lock
 from tests.repositories.factories import RepositoryConfigurationFactory
+from tests.repositories.yum_server import status
 
 
 def configurations():
@@ -130,3 +135,46 @@ def test_runs_one_after_the_other_each_queue_what_has_ended_meanwhile():
     Task.objects.exclude(type=services.DELETE_SNAPSHOTS).update(status=Task.Status.COMPLETED)
 
     assert services.repositories_nightly() == Nightly(introspections=5, snapshots=2, already_queued=0)
+
+
+@pytest.mark.django_db
+def test_the_tasks_queued_become_the_configurations_last_ones():
+    live = configurations()
+    running = Task.objects.get(pk=services.repository_introspect(configuration=live[-1]))
+    Task.objects.filter(pk=running.pk).update(status=Task.Status.RUNNING)
+
+    services.repositories_nightly(batch_size=2)
+
+    queued = tasks_by_key()
+    for configuration in live:
+        configuration.refresh_from_db()
+        [introspect] = queued[f"introspect:{configuration.uuid}"]
+        assert configuration.last_introspection_task_id == introspect.id
+        if configuration.snapshot:
+            [snapshot] = queued[f"snapshot:{configuration.uuid}"]
+            assert configuration.last_snapshot_task_id == snapshot.id
+        else:
+            assert configuration.last_snapshot_task_id is None
+    # The one already running stays the last one of its configuration.
+    assert live[-1].last_introspection_task_id == running.id
+
+
+def test_a_nightly_snapshot_that_fails_shows_its_error_on_the_configuration(pool, upstream, repository):
+    configuration = RepositoryConfigurationFactory(org_id="shell", repository__url=upstream.url(), snapshot=True)
+    other = listed_paths(repository)[2]
+    upstream.on(f"/{other}", status(503))
+
+    services.repositories_nightly()
+
+    configuration.refresh_from_db()
+    failed = wait_for_status(configuration.last_snapshot_task_id, Task.Status.FAILED)
+    error = f"HTTPStatusError: HTTP 503 Service Unavailable from {upstream.url(other)}"
+    assert failed.error == error
+    assert wait_for_status(configuration.last_introspection_task_id).type == "introspect"
+    output = io.StringIO()
+    call_command("repositories", "show", str(configuration.uuid), stdout=output)
+    assert f"snapshot error:        {error}\n" in output.getvalue()
+    api = APIClient()
+    api.credentials(HTTP_X_RH_IDENTITY=encode_identity(org_id="shell", account_number="acct-1", user="alice"))
+    shown = api.get(f"/api/content-sources/v1/repositories/{configuration.uuid}/").json()
+    assert (shown["last_snapshot_task"]["status"], shown["last_snapshot_task"]["error"]) == ("failed", error)

@@ -23,7 +23,7 @@ def create(**fields) -> RepositoryConfiguration:
 
 
 def active_tasks(configuration: RepositoryConfiguration) -> dict[str, Task]:
-    tasks = Task.objects.filter(object_uuid=configuration.repository_id, status__in=["pending", "running"])
+    tasks = Task.objects.filter(object_uuid=configuration.uuid, status__in=["pending", "running"])
     return {task.type: task for task in tasks}
 
 
@@ -35,7 +35,7 @@ def test_creating_a_configuration_queues_its_introspection_with_it():
     assert introspect.type == "introspect"
     assert introspect.payload == {"repository_uuid": str(configuration.repository_id), "force": True}
     assert (introspect.org_id, introspect.account_id, introspect.request_id) == ("acme", "42", "req-1")
-    assert (introspect.object_uuid, introspect.object_type) == (configuration.repository_id, "repository")
+    assert (introspect.object_uuid, introspect.object_type) == (configuration.uuid, "repository")
     assert introspect.unique_key == f"introspect:{configuration.uuid}"
     assert introspect.status == Task.Status.PENDING
     configuration.refresh_from_db()

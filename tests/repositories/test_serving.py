@@ -4,9 +4,7 @@
 
 import hashlib
 import http.client
-import os
 import re
-import shutil
 import subprocess
 import urllib.request
 import uuid
@@ -22,15 +20,13 @@ from django.utils.http import http_date
 from repositories import services
 from repositories.models import RepositoryConfiguration, Snapshot
 from tasks.models import Task
-from tests.helpers import ROOT, wait_until
+from tests.helpers import APT_LOCK_WAIT, ROOT, debian_command, wait_until
 from tests.repositories.conftest import BASH, PACKAGES, TMUX
 from tests.repositories.live_app import LiveApp
 from tests.repositories.yum_builder import list_metadata
 
 ORG = "acme"
 REPOMD = "repodata/repomd.xml"
-# How long installing dnf waits for another apt or dpkg to release its lock, in seconds.
-APT_LOCK_WAIT = 300
 ENDED = [Task.Status.COMPLETED, Task.Status.FAILED, Task.Status.CANCELED]
 
 
@@ -425,26 +421,7 @@ def test_createrepo_c_reads_the_served_repository_as_the_upstream_one(repository
 def dnf() -> str:
     """The dnf command, installed with apt-get when it is missing and this user may; else the
     test is skipped, saying why."""
-    found = shutil.which("dnf")
-    if found:
-        return found
-    if shutil.which("apt-get") is None:
-        pytest.skip("dnf is not installed, and there is no apt-get to install it with")
-    if os.geteuid() != 0:
-        pytest.skip("dnf is not installed, and installing it (apt-get install -y dnf) needs root")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    # Wait a while for another apt or dpkg that holds the lock, rather than fail at once.
-    apt = ["apt-get", "-o", f"DPkg::Lock::Timeout={APT_LOCK_WAIT}"]
-    install = [*apt, "install", "-y", "--no-install-recommends", "dnf"]
-    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=APT_LOCK_WAIT + 600)
-    if done.returncode != 0:  # the package lists may be missing or stale
-        subprocess.run([*apt, "update"], env=env, capture_output=True, text=True, timeout=APT_LOCK_WAIT + 300)
-        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=APT_LOCK_WAIT + 600)
-    found = shutil.which("dnf")
-    if done.returncode != 0 or found is None:
-        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"dnf is not installed, and apt-get install -y dnf failed: {why}")
-    return found
+    return debian_command("dnf", "dnf")
 
 
 def run_dnf(dnf: str, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:

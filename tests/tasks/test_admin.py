@@ -20,9 +20,9 @@ def change_url(task):
     return reverse("admin:tasks_task_change", args=[task.pk])
 
 
-def cancel(admin_client, *tasks):
+def cancel(admin_client, *tasks, action="cancel_tasks"):
     response = admin_client.post(
-        CHANGELIST, {"action": "cancel_tasks", "index": 0, ACTION_CHECKBOX_NAME: [str(t.pk) for t in tasks]}
+        CHANGELIST, {"action": action, "index": 0, ACTION_CHECKBOX_NAME: [str(t.pk) for t in tasks]}
     )
     assert response.status_code == 302
     return [(m.level, m.message) for m in get_messages(response.wsgi_request)]
@@ -128,6 +128,35 @@ def test_cancel_action_ignores_an_id_that_does_not_exist(admin_client):
     )
     assert response.status_code == 200
     assert [m.level for m in response.context["messages"]] == []
+
+
+def test_requeue_action_requeues_failed_tasks_and_says_why_it_skipped_others(admin_client):
+    failed = TaskFactory(failed=True, unique_key=f"key-{uuid.uuid4()}")
+    pending = TaskFactory()
+    reported = cancel(admin_client, failed, pending, action="requeue_failed_tasks")
+    assert reported == [
+        (messages.WARNING, f"Task {pending.id} was not requeued: it is pending."),
+        (messages.SUCCESS, "Requeued 1 failed task(s)."),
+    ]
+    failed.refresh_from_db()
+    assert (failed.status, failed.error, failed.retries) == (Task.Status.PENDING, None, 0)
+
+
+def test_requeue_action_reports_a_unique_key_held_by_another_task(admin_client):
+    key = f"key-{uuid.uuid4()}"
+    failed = TaskFactory(failed=True, unique_key=key)
+    other_failed = TaskFactory(failed=True)
+    holder = TaskFactory(unique_key=key)
+    reported = cancel(admin_client, failed, other_failed, action="requeue_failed_tasks")
+    assert (
+        messages.ERROR,
+        f"Task {failed.id} was not requeued: another active task ({holder.id}) holds its unique key {key!r}.",
+    ) in reported
+    assert (messages.SUCCESS, "Requeued 1 failed task(s).") in reported
+    failed.refresh_from_db()
+    other_failed.refresh_from_db()
+    assert failed.status == Task.Status.FAILED
+    assert other_failed.status == Task.Status.PENDING
 
 
 def test_heartbeat_changelist_links_to_the_task(admin_client):

@@ -134,6 +134,22 @@ def test_a_lost_cancel_notification_is_caught_at_the_next_heartbeat(start_pool):
     assert status(task_id) == Task.Status.CANCELED
 
 
+def test_a_polling_pool_finds_tasks_and_cancels_without_listening(start_pool):
+    """TASKING_WAKEUPS=poll: no listener; an idle pool finds a task within its poll interval,
+    and a cancel stops the run at the next heartbeat refresh."""
+    pool = start_pool(workers=1, wakeups="poll", poll_interval=0.2)
+    assert pool.listener is None and pool.alive()
+    enqueued = time.monotonic()
+    task_id = client.enqueue("test.gate", {"gate": "never"})
+    wait_until(lambda: task_id in run_ids(), timeout=5, message="the poll to find the task")
+    assert recorder.runs[0]["started"] - enqueued < 0.2 + 1.0
+    canceled = time.monotonic()
+    client.cancel(task_id)
+    wait_until(lambda: pool.running() == [], timeout=5, message="the heartbeat to stop the handler")
+    assert time.monotonic() - canceled < pool.conf.heartbeat_interval + 1.0
+    assert status(task_id) == Task.Status.CANCELED
+
+
 def test_a_run_that_lost_its_task_is_stopped_and_cannot_finish_it(start_pool):
     """A stalled run whose task was rescued by another pool learns it at its next heartbeat."""
     pool = start_pool(workers=1, types=["test.ignores_cancel"])

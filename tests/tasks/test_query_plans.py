@@ -60,14 +60,15 @@ def test_recording_ends_and_beating_read_by_key(big_table, name):
     assert "Seq Scan on task_dependencies" not in text, text
 
 
-def insert_ready(type_: str, count: int) -> None:
+def insert_ready(type_: str, count: int, *, analyze: bool = True) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO tasks (id, type, status, queued_at, retries, priority, cancel_attempted, dependencies_left)"
             " SELECT gen_random_uuid(), %s, 'pending', now(), 0, 0, false, 0 FROM generate_series(1, %s)",
             [type_, count],
         )
-        cursor.execute("ANALYZE tasks")
+        if analyze:
+            cursor.execute("ANALYZE tasks")
 
 
 def claim_cost(types: list[str]) -> tuple[int, str]:
@@ -94,8 +95,75 @@ def test_a_typed_claim_costs_the_same_whatever_the_backlog_of_other_types(served
     assert behind_a_backlog <= alone + 10, (alone, behind_a_backlog)
 
 
+def test_a_claim_keeps_its_plan_when_the_statistics_predate_a_burst():
+    """Statistics taken while no task was pending, then 20,000 ready tasks: before the fix the
+    claim found them through tasks_status_queued_idx and compared each with every head
+    (80 ms a claim, a drain of no-ops at a tenth of its speed until autovacuum's ANALYZE)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tasks (id, type, status, queued_at, started_at, finished_at, token, retries, priority,"
+            " cancel_attempted, dependencies_left) SELECT gen_random_uuid(), 'test.record', 'completed', now(),"
+            " now(), now(), gen_random_uuid(), 0, 0, false, 0 FROM generate_series(1, 1000)"
+        )
+        cursor.execute("ANALYZE tasks")
+    insert_ready("test.record", 20_000, analyze=False)
+    buffers, explained = claim_cost(["test.record"])
+    scans = set()
+
+    def walk(node: dict) -> None:
+        if "Index Name" in node:
+            scans.add((node["Node Type"], node["Index Name"]))
+        elif "Scan" in node["Node Type"] and node.get("Relation Name") == "tasks":
+            scans.add((node["Node Type"], "tasks"))
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(json.loads(explained)["Plan"])
+    used = {index for _, index in scans}
+    assert used <= {"tasks_ready_idx", "tasks_pkey", "task_heartbeats_pkey"}, scans
+    assert "tasks_ready_idx" in used and "tasks_pkey" in used, scans
+    assert buffers < 2_000, buffers
+
+
 def test_prepared_statements_are_planned_for_their_arguments():
     """A generic plan made on an empty table scans tasks_multi_idx by status per batch."""
     with connection.cursor() as cursor:
         cursor.execute("SHOW plan_cache_mode")
         assert cursor.fetchone()[0] == "force_custom_plan"
+
+
+def test_a_cleanup_window_reads_the_old_end_of_the_queued_index(big_table):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tasks (id, type, status, queued_at, started_at, finished_at, token, retries, priority,"
+            " cancel_attempted, dependencies_left)"
+            " SELECT gen_random_uuid(), 'test.record', 'completed', now() - interval '30 days',"
+            " now() - interval '30 days', now() - interval '30 days', gen_random_uuid(), 0, 0, false, 0"
+            " FROM generate_series(1, 20000)"
+        )
+        cursor.execute("ANALYZE tasks")
+    day = 86400.0
+    params = {
+        "types": ["test.record"],
+        "completed": [10 * day],
+        "failed": [None],
+        "canceled": [20 * day],
+        "default_completed": 20 * day,
+        "default_failed": 20 * day,
+        "default_canceled": 20 * day,
+        "shortest": 10 * day,
+        "after_queued_at": "-infinity",
+        "after_id": "00000000-0000-0000-0000-000000000000",
+        "limit": 500,
+    }
+    text = plan("cleanup_window", params)
+    assert "tasks_queued_idx" in text, text
+    assert "Seq Scan on tasks" not in text, text
+    ids = {"ids": ["00000000-0000-0000-0000-000000000001"]}
+    for name, statement_params in [
+        ("cleanup_lock", {**ids, "statuses": ["completed"], "finished": [None]}),
+        ("cleanup_delete", ids),
+    ]:
+        text = plan(name, statement_params)
+        assert "Seq Scan on tasks" not in text, text
+        assert "Seq Scan on task_dependencies" not in text, text

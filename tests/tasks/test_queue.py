@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, transaction
 
 from tasks import client, queue
-from tasks.exceptions import DependencyNotFound, TaskNotFound
+from tasks.exceptions import DependencyNotFound, TaskAlreadyQueued, TaskNotFound
 from tasks.listener import listen_connection
 from tasks.models import Heartbeat, Task
 from tasks.sql import QUERIES, load_queries
@@ -488,6 +488,31 @@ def test_retry_failed_requeues_due_tasks_only():
     assert (task.status, task.retries, task.error, task.finished_at) == (Task.Status.PENDING, 1, None, None)
     for other in (later, canceled, final):
         assert get(other.id).status == Task.Status.FAILED
+
+
+def test_requeue_failed_puts_a_failed_task_back_counting_no_retry():
+    failed = TaskFactory(failed=True, retries=2)
+    pending = TaskFactory()
+    assert queue.requeue_failed(failed.id) == Task.Status.FAILED
+    task = get(failed.id)
+    assert (task.status, task.retries, task.error, task.token) == (Task.Status.PENDING, 2, None, None)
+    assert queue.requeue_failed(pending.id) == Task.Status.PENDING
+    with pytest.raises(TaskNotFound):
+        queue.requeue_failed(uuid.uuid4())
+
+
+def test_requeue_failed_names_the_task_that_holds_its_unique_key_and_changes_nothing():
+    key = f"key-{uuid.uuid4()}"
+    failed = TaskFactory(failed=True, unique_key=key)
+    holder = TaskFactory(unique_key=key)
+    with transaction.atomic():  # the caller's transaction stays usable
+        with pytest.raises(TaskAlreadyQueued) as raised:
+            queue.requeue_failed(failed.id)
+        assert raised.value.task_id == holder.id
+        assert get(failed.id).status == Task.Status.FAILED
+    queue.cancel(holder.id)
+    assert queue.requeue_failed(failed.id) == Task.Status.FAILED
+    assert get(failed.id).status == Task.Status.PENDING
 
 
 # --- the SQL file --------------------------------------------------------------------------

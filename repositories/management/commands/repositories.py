@@ -104,6 +104,7 @@ class Command(BaseCommand):
             ("error", upstream.last_introspection_error or "-"),
             ("failed introspections", upstream.failed_introspections_count),
             ("snapshot", "on" if configuration.snapshot else "off"),
+            ("snapshot error", _error_of(configuration.last_snapshot_task)),
         ]
         for label, value in fields:
             self.stdout.write(f"{label + ':':<23}{value}")
@@ -113,7 +114,7 @@ class Command(BaseCommand):
             counts = json.dumps(taken.content_counts, sort_keys=True)
             self.stdout.write(f"  {taken.uuid}  {taken.created_at.isoformat(timespec='seconds')}  {url}  {counts}")
         self.stdout.write("tasks:")
-        tasks = Task.objects.filter(object_uuid=upstream.uuid, org_id=configuration.org_id).order_by("-queued_at")
+        tasks = Task.objects.filter(object_uuid=configuration.uuid, org_id=configuration.org_id).order_by("-queued_at")
         for task in tasks[:RECENT_TASKS]:
             error = f"  {task.error}" if task.error else ""
             self.stdout.write(f"  {task.id}  {task.type:<28}{task.status:<10}{error}".rstrip())
@@ -148,3 +149,8 @@ class Command(BaseCommand):
             return selectors.configuration_get(org_id=org, uuid=repository)
         except RepositoryError:
             return selectors.configuration_by_name(org_id=org, name=repository)
+
+
+def _error_of(task: Task | None) -> str:
+    """The error of a task that failed, else `-`."""
+    return task.error if task is not None and task.status == Task.Status.FAILED and task.error else "-"

@@ -40,8 +40,8 @@ class Command(BaseCommand):
             "--health-file",
             type=Path,
             metavar="PATH",
-            help="touch this file every second while every thread of the pool runs and its listener "
-            "is connected (a container's health check looks at its age)",
+            help="touch this file every second while every thread of the pool runs and its listener, "
+            "if it has one (TASKING_WAKEUPS=listen), is connected (a container's health check looks at its age)",
         )
 
     def handle(
@@ -91,7 +91,7 @@ class Command(BaseCommand):
         pool = WorkerPool(workers=workers, types=types, conf=conf)
         settings = connection.settings_dict
         logger.info(
-            "pool started pid=%d workers=%d types=%s database=%s/%s heartbeat=%.1fs rescue_after=%.1fs",
+            "pool started pid=%d workers=%d types=%s database=%s/%s heartbeat=%.1fs rescue_after=%.1fs wakeups=%s",
             os.getpid(),
             workers,
             ",".join(types),
@@ -99,6 +99,7 @@ class Command(BaseCommand):
             settings["NAME"],
             conf.heartbeat_interval,
             conf.heartbeat,
+            conf.wakeups if conf.wakeups == "listen" else f"poll every {conf.poll_interval:g}s",
         )
         # What is loaded by now lives as long as the process: keep the collector off it, which
         # also spares the exit a collection of the whole heap (hundreds of ms, within the grace).

@@ -1,12 +1,15 @@
-"""`manage.py tasks`: enqueue, list, show and cancel tasks from a shell.
+"""`manage.py tasks`: enqueue, list, show and cancel tasks from a shell, and the maintenance
+jobs: cleanup, retry-failed, cancel-all, stats.
 
 Operators need to look at the queue and act on it when the API is not at hand (a stuck task,
-a retry storm, a one-off job). Writes go through `tasks.client`, as the API's do, so the
-queue's rules hold: registered types only, payload limits, the cancellation cascade. Bad input
-ends in a one-line CommandError, never a traceback.
+a retry storm, a one-off job). Writes go through `tasks.client`, as the API's do, or through
+`tasks.maintenance` on the queue's own paths, so the queue's rules hold: registered types only,
+payload limits, the cancellation cascade, fenced writes. Bad input ends in a one-line
+CommandError, never a traceback.
 """
 
 import json
+import math
 import uuid
 from datetime import datetime
 from typing import Any
@@ -15,13 +18,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import F
 from django.db.models.functions import Now
 
-from tasks import client, queue, registry
-from tasks.exceptions import TaskError, UnknownTaskType
+from tasks import client, maintenance, queue, registry
+from tasks.conf import tasking
+from tasks.exceptions import TaskBusy, TaskError, UnknownTaskType
 from tasks.models import Heartbeat, Task
 from tasks.payloads import is_storable_text
 
 ERROR_WIDTH = 60
 LIST_LIMIT = 100_000
+# The most `retry-failed --hours` looks back: a year.
+MAX_HOURS = 365 * 24
 
 
 def parse_task_id(text: str) -> uuid.UUID:
@@ -36,6 +42,34 @@ def check_text(option: str, value: str | None) -> None:
     are not UTF-8 (Python keeps them as lone surrogates)."""
     if value is not None and not is_storable_text(value):
         raise CommandError(f"{option} is not valid text: {value!r} (not UTF-8, or holds a NUL)")
+
+
+def check_type(type: str) -> None:
+    """Refuse a type that no handler serves: no pool would run its tasks."""
+    check_text("--type", type)
+    try:
+        registry.get(type)
+    except UnknownTaskType as exc:
+        raise CommandError(f"{exc}; registered types: {', '.join(registry.types())}") from None
+
+
+def tasks(count: int, kind: str = "") -> str:
+    """`1 task`, `3 failed snapshot tasks`."""
+    return f"{count} {kind + ' ' if kind else ''}task{'' if count == 1 else 's'}"
+
+
+def duration(seconds: float) -> str:
+    """`3d 4h`, `2h 5m`, `4m 2s`, `1.5s`: the two largest units."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    units = [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
+    parts: list[str] = []
+    rest = int(seconds)
+    for name, size in units:
+        if rest >= size or parts:
+            parts.append(f"{rest // size}{name}")
+            rest %= size
+    return " ".join(parts[:2])
 
 
 def iso(moment: datetime | None) -> str:
@@ -74,9 +108,29 @@ class Command(BaseCommand):
         cancel = commands.add_parser("cancel", help="cancel a task and its unfinished dependents")
         cancel.add_argument("id")
 
+        cleanup = commands.add_parser(
+            "cleanup", help="delete the finished tasks older than their type's retention (as the pools do)"
+        )
+        cleanup.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
+
+        retry = commands.add_parser("retry-failed", help="requeue the failed tasks of a type that ended lately")
+        retry.add_argument("--type", required=True, help="a registered task type")
+        retry.add_argument(
+            "--hours", type=float, default=6.0, help="those that ended in the last this many hours (default: 6)"
+        )
+
+        cancel_all = commands.add_parser(
+            "cancel-all", help="cancel every pending and running task of a type, and their unfinished dependents"
+        )
+        cancel_all.add_argument("--type", required=True, help="a task type (cancellable or not)")
+        cancel_all.add_argument("--org", help="only the tasks of this org id")
+        cancel_all.add_argument("--dry-run", action="store_true", help="list what would be canceled; cancel nothing")
+
+        commands.add_parser("stats", help="counts by type and status, the oldest pending task, the running tasks")
+
     def handle(self, *args: Any, command: str, **options: Any) -> None:
         try:
-            getattr(self, f"handle_{command}")(**options)
+            getattr(self, f"handle_{command.replace('-', '_')}")(**options)
         except TaskError as exc:
             raise CommandError(str(exc)) from None
 
@@ -158,3 +212,105 @@ class Command(BaseCommand):
             self.stdout.write(f"canceled task {task_id}")
         else:
             self.stdout.write(f"task {task_id} had already finished ({previous}); marked cancel_attempted")
+
+    def handle_cleanup(self, *, dry_run: bool, **options: Any) -> None:
+        cleanup = maintenance.Cleanup(dry_run=dry_run)
+        try:
+            while not cleanup.over:
+                cleanup.step()
+        except TaskBusy as exc:
+            self.write_deleted(cleanup)
+            raise CommandError(f"cleanup stopped: {exc}; run it again later") from None
+        if cleanup.preempted and not cleanup.total:
+            raise CommandError(
+                "another cleanup is at work (a pool's janitor, or another `tasks cleanup`): deleted nothing"
+            )
+        self.write_deleted(cleanup)
+        if cleanup.preempted:
+            self.stdout.write("stopped: another cleanup (a pool's janitor, or another `tasks cleanup`) goes on")
+
+    def write_deleted(self, cleanup: maintenance.Cleanup) -> None:
+        verb = "would delete" if cleanup.dry_run else "deleted"
+        self.stdout.write(f"{verb} {tasks(cleanup.total)}")
+        for (type_, status), count in sorted(cleanup.deleted.items()):
+            self.stdout.write(f"  {count:>8}  {status:<9}  {type_}")
+
+    def handle_retry_failed(self, *, type: str, hours: float, **options: Any) -> None:
+        check_type(type)
+        if not (math.isfinite(hours) and 0 < hours <= MAX_HOURS):
+            raise CommandError(f"--hours must be a number above 0, at most {MAX_HOURS} (a year): {hours:g}")
+        retried = maintenance.retry_failed(type=type, hours=hours)
+        for task_id in retried.requeued:
+            self.stdout.write(f"requeued {task_id}")
+        for task_id in retried.skipped:
+            self.stdout.write(f"skipped {task_id} (no longer failed, or held by another transaction)")
+        self.stdout.write(
+            f"requeued {tasks(len(retried.requeued), 'failed ' + type)} that ended in the last {hours:g} hours"
+            + (f"; {len(retried.skipped)} skipped" if retried.skipped else "")
+            + (f"; {retried.canceled} canceled by a user left as they are" if retried.canceled else "")
+        )
+
+    def handle_cancel_all(self, *, type: str, org: str | None, dry_run: bool, **options: Any) -> None:
+        check_text("--type", type)
+        check_text("--org", org)
+        of_org = f" of org {org}" if org is not None else ""
+        if dry_run:
+            found = maintenance.cancelable(type=type, org=org)
+            for task_id, status in found:
+                self.stdout.write(f"would cancel {task_id} ({status})")
+            self.stdout.write(f"would cancel {tasks(len(found), type)}{of_org}, with their unfinished dependents")
+            return
+        done = maintenance.cancel_all(type=type, org=org)
+        for task_id, previous in done.canceled:
+            self.stdout.write(f"canceled {task_id} (was {previous})")
+        for task_id, status in done.ended:
+            self.stdout.write(f"{task_id} had already ended ({status})")
+        for task_id in done.busy:
+            self.stdout.write(f"{task_id} not canceled: held by another transaction; run again")
+        self.stdout.write(
+            f"canceled {tasks(len(done.canceled), type)}{of_org}, with their unfinished dependents"
+            + (f"; {len(done.ended)} had already ended" if done.ended else "")
+            + (f"; {len(done.busy)} busy" if done.busy else "")
+        )
+        if done.busy:
+            raise CommandError(f"{len(done.busy)} task(s) held by another transaction were not canceled; run again")
+
+    def handle_stats(self, **options: Any) -> None:
+        heartbeat = tasking().heartbeat
+        figures = maintenance.stats(heartbeat=heartbeat)
+        statuses = list(Task.Status.values)
+        types = sorted({type_ for type_, _ in figures.counts})
+        header = ("type", *statuses, "total")
+        counts = [[figures.counts.get((type_, status), 0) for status in statuses] for type_ in types]
+        rows = [(type_, *row, sum(row)) for type_, row in zip(types, counts, strict=True)]
+        column_totals = [sum(column) for column in zip(*counts, strict=True)] if counts else [0] * len(statuses)
+        totals = ("total", *column_totals, sum(column_totals))
+        table = [tuple(str(cell) for cell in row) for row in (header, *rows, totals)]
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        for row in table:
+            cells = [
+                row[0].ljust(widths[0]),
+                *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)),
+            ]
+            self.stdout.write("  ".join(cells))
+        oldest = figures.oldest_pending
+        if oldest is None:
+            self.stdout.write("oldest pending: -")
+        else:
+            waiting = f", waiting for {oldest.dependencies_left} dependencies" if oldest.dependencies_left else ""
+            age = f"{duration(oldest.age)} ago{waiting}"
+            self.stdout.write(f"oldest pending: {oldest.id} {oldest.type} queued {iso(oldest.queued_at)} ({age})")
+        live = f"running with a live heartbeat (younger than TASKING_HEARTBEAT, {duration(heartbeat)})"
+        self.write_running(live, figures.live)
+        if figures.stale:
+            self.write_running(
+                "running with a stale heartbeat (a dead or stalled worker: a pool requeues them)", figures.stale
+            )
+
+    def write_running(self, label: str, running: list[maintenance.RunningTask]) -> None:
+        self.stdout.write(f"{label}: {len(running)}")
+        for task in running:
+            self.stdout.write(
+                f"  {task.id}  {task.type}  org {task.org_id or '-'}  started {iso(task.started_at)}"
+                f"  beat {task.heartbeat_age:.1f}s ago"
+            )

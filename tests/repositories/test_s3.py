@@ -19,11 +19,12 @@ from django.test import Client
 
 from repositories import services
 from repositories.models import RepositoryConfiguration, Snapshot
-from repositories.storage import blob_name
+from repositories.storage import blob_name, collect_garbage, open_blob, store_blob
 from tasks.models import Task
 from tests.helpers import wait_until
 from tests.repositories.conftest import BASH, ZSH
 from tests.repositories.domain import served_files, wait_for_status
+from tests.repositories.factories import RepositoryConfigurationFactory
 from tests.repositories.yum_builder import build_repository, list_metadata
 
 REGION = "us-east-1"
@@ -143,3 +144,27 @@ def test_a_snapshot_is_stored_in_an_s3_store_served_back_from_it_streaming_and_d
     assert wait_for_status(deleted, timeout=60).status == Task.Status.COMPLETED
     assert not RepositoryConfiguration.objects.filter(pk=configuration.pk).exists()
     assert objects(bucket) == {}
+
+
+@pytest.mark.django_db
+def test_the_garbage_collection_deletes_an_s3_stores_unreferenced_files_once_old_enough(bucket, settings, tmp_path):
+    def stored(data: bytes) -> str:
+        sha256 = hashlib.sha256(data).hexdigest()
+        (tmp_path / sha256).write_bytes(data)
+        store_blob(tmp_path / sha256, sha256=sha256, size=len(data))
+        return sha256
+
+    used, unused = stored(b"a snapshot's repomd.xml"), stored(b"a file no snapshot uses")
+    Snapshot.objects.create(repository_configuration=RepositoryConfigurationFactory(), repomd_id=used)
+    rowless = hashlib.sha256(b"a file whose row never committed").hexdigest()
+    bucket.put_object(Key=blob_name(rowless), Body=b"a file whose row never committed")
+    everything = {blob_name(sha256) for sha256 in (used, unused, rowless)}
+
+    assert collect_garbage() == [] and set(objects(bucket)) == everything  # young: maybe a running snapshot's
+
+    settings.REPOSITORIES = {**settings.REPOSITORIES, "ORPHAN_FILE_AGE": 0.0}
+    assert sorted(collect_garbage()) == sorted([unused, rowless])
+    assert set(objects(bucket)) == {blob_name(used)}
+    body = open_blob(used, start=2, length=8)
+    assert body.read() == b"a snapshot's repomd.xml"[2:10]
+    body.close()

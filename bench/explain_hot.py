@@ -43,6 +43,7 @@ def params_for(query: str, run_id: uuid.UUID, token: uuid.UUID) -> dict:
         "type": "diagnostics.noop",
         "limit": 8,
         "window": 32,
+        "worker": "explain:1",
         "payloads": ['{"bench": "explain"}'],
         "status": "pending",
         "error": None,

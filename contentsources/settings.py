@@ -40,10 +40,16 @@ if env.str("DATABASE_URL", default=""):
     # A Unix-socket directory may be given percent-encoded as the host, as libpq allows.
     DATABASES["default"]["HOST"] = unquote(DATABASES["default"]["HOST"])
     EMBEDDED_DATABASE = False
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            "DATABASE_URL must point at PostgreSQL (postgres://...): the task queue needs "
+            "FOR UPDATE SKIP LOCKED and LISTEN/NOTIFY."
+        )
 else:
-    from contentsources.embedded_db import database_settings
+    from contentsources.embedded_db import lazy_database_settings
 
-    DATABASES = {"default": database_settings(BASE_DIR / ".pgdata")}
+    # Started by the first connection of a process, not here (contentsources/embedded_db).
+    DATABASES = {"default": lazy_database_settings(BASE_DIR / ".pgdata")}
     EMBEDDED_DATABASE = True
 # The queue's statements are prepared once per connection (tasks/queue.py binds them on the
 # server); the ORM binds on the client and prepares nothing. Django turns preparing off unless
@@ -82,11 +88,6 @@ for _key, _value in {
 # with a database restart is replaced instead of failing the request or task that finds it.
 DATABASES["default"]["CONN_MAX_AGE"] = 600
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-    raise ImproperlyConfigured(
-        "DATABASE_URL must point at PostgreSQL (postgres://...): the task queue needs "
-        "FOR UPDATE SKIP LOCKED and LISTEN/NOTIFY."
-    )
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 # Or a file that holds it (a Docker secret; the image's key in its data volume, docker/entrypoint.sh).
@@ -133,7 +134,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "contentsources.middleware.SlashMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -212,7 +213,7 @@ REPOSITORIES = _repositories_from_environment()
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["contentsources.api.identity.IdentityAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["contentsources.api.renderers.JSON"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "contentsources.api.errors.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -231,17 +232,23 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# `text` (readable lines, `key=value` fields) or `json` (one object a line, the fields of their own).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {
+        "text": {
             "()": "tasks.log.RedactingFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
+        "json": {"()": "tasks.log.JsonFormatter"},
     },
+    "filters": {"refusals": {"()": "contentsources.logs.RefusalsWithoutTraceback"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["refusals"]},
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {

@@ -5,11 +5,13 @@ from django.urls import include, path
 from contentsources import health
 from contentsources.api import errors
 from repositories import serving
+from tasks.metrics import metrics_view
 
 API = "api/content-sources/"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path(f"{API}v1/", include("contentsources.api.urls")),
     path(f"{API}v1.0/", include("contentsources.api.urls")),

@@ -64,7 +64,7 @@ def running(cursor) -> dict:
     """The runs the explained claim started (lock_ends, then complete_ends, record their ends)."""
     cursor.execute("SELECT id, token FROM tasks WHERE status = 'running' ORDER BY started_at, id")
     rows = cursor.fetchall()
-    return {"ids": [row[0] for row in rows], "tokens": [row[1] for row in rows]}
+    return {"ids": [row[0] for row in rows], "tokens": [row[1] for row in rows], "worker": "explain:1"}
 
 
 def main(finished: int) -> None:
@@ -73,12 +73,13 @@ def main(finished: int) -> None:
             cursor.execute(FILL, {"finished": finished})
             cursor.execute("ANALYZE tasks")
             statements = [
-                ("claim", lambda: {"types": ["diagnostics.noop"], "limit": 8, "window": 32}),
+                ("claim", lambda: {"types": ["diagnostics.noop"], "limit": 8, "window": 32, "worker": "explain:1"}),
                 ("refresh_heartbeats", lambda: running(cursor)),
                 ("lock_ends", lambda: running(cursor)),
                 ("complete_ends", lambda: running(cursor)),
                 ("retry_failed", lambda: {}),
                 ("stale_heartbeats", lambda: {"timeout": 60}),
+                ("take_stats", lambda: {}),  # the janitor's, for the metrics: one pool at a time
             ]
             print(
                 f"tasks: {finished} finished, 8000 blocked, 20000 ready of the claimed type and 100000 of"

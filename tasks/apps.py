@@ -17,8 +17,10 @@ class TasksConfig(AppConfig):
             observers,
         )
         from tasks.log_lines import TaskLogging
+        from tasks.metrics import TaskMetrics
 
         observers.subscribe(TaskLogging())  # the pool's lines about tasks
+        observers.subscribe(TaskMetrics())  # its Prometheus metrics
 
         # Every app's `handlers` module registers its task types, in the API and the workers alike.
         autodiscover_modules("handlers")

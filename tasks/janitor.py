@@ -73,10 +73,11 @@ class Janitor:
             connection.close()
 
     def rescue_loop(self) -> None:
-        """Every heartbeat/3: record the ends stopping pools handed over, and requeue the runs
-        of dead workers; every heartbeat: retry the failed tasks whose time came; every
-        cleanup interval (the first one heartbeat after the start): clean old tasks, a slice
-        of each pass at a time, unless another pool's cleanup is at work."""
+        """Every heartbeat/3: record the ends stopping pools handed over, requeue the runs of
+        dead workers, and take the table's statistics if no pool took them meanwhile; every
+        heartbeat: retry the failed tasks whose time came; every cleanup interval (the first one
+        heartbeat after the start): clean old tasks, a slice of each pass at a time, unless
+        another pool's cleanup is at work."""
         backoff = Backoff(self._draining)
         next_retry_check = time.monotonic() + self.conf.heartbeat
         cleaning_every = self.conf.cleanup_interval
@@ -97,6 +98,9 @@ class Janitor:
                     if cleanup is not None and self._clean(cleanup):
                         cleanup = None
                         next_cleanup = time.monotonic() + cleaning_every
+                    stats = queue.refresh_stats(self.conf.heartbeat_interval)
+                    if stats is not None:
+                        observers.stats_read(stats)
                 except DatabaseError as exc:
                     logger.warning("janitor pass failed error=%r", exc)
                     backoff.failed()

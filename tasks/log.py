@@ -1,5 +1,6 @@
-"""Structured logging of tasks: every line about a task carries its id, type and request id,
-and every line logged while a request or a task's handler runs carries the request id."""
+"""Structured logging of tasks: every line about a task, or logged while its handler runs,
+carries its id, type, org and request id, and every line logged while a request is served
+carries the request id. As `key=value` text by default; as fields of their own in JSON."""
 
 import logging
 import re
@@ -8,6 +9,8 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
 
 if TYPE_CHECKING:
     from tasks.models import Task
@@ -16,6 +19,8 @@ if TYPE_CHECKING:
 # The id of the HTTP request being served, or of the request that enqueued the task whose
 # handler runs: set by the project's request middleware and by the worker around a handler.
 current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
+# The task whose handler runs: set by the worker around a handler.
+current_task: ContextVar["Task | None"] = ContextVar("current_task", default=None)
 
 
 def log_on_commit(logger: logging.Logger, message: str, *args: object) -> None:
@@ -35,7 +40,7 @@ def log_on_commit(logger: logging.Logger, message: str, *args: object) -> None:
 
 
 def task_fields(task: "Task") -> str:
-    return f"task_id={task.id} type={task.type} request_id={task.request_id or '-'}"
+    return f"task_id={task.id} type={task.type} org_id={task.org_id or '-'} request_id={task.request_id or '-'}"
 
 
 class Fields:
@@ -77,13 +82,53 @@ def redact(text: str) -> str:
     return _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
 
 
+def task_of(record: logging.LogRecord) -> "Task | None":
+    """The task a line is about: one given to it as Fields, or the one whose handler runs."""
+    if isinstance(record.args, tuple):
+        for arg in record.args:
+            if isinstance(arg, Fields):
+                return arg.task
+    return current_task.get()
+
+
 class RedactingFormatter(logging.Formatter):
-    """Formats as usual, adds the current request id to a line that has none, then hides URL
-    passwords: payloads and error texts reach the logs."""
+    """Formats as usual, adds the fields of the running task and the current request id to a
+    line that has none, then hides URL passwords: payloads and error texts reach the logs."""
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
+        task = current_task.get()
+        if task is not None and "task_id=" not in text:
+            text = f"{text} {task_fields(task)}"
         request_id = current_request_id.get()
         if request_id is not None and not _REQUEST_ID_FIELD.search(text):
             text = f"{text} request_id={request_id}"
         return redact(text) if "://" in text else text
+
+
+class JsonFormatter(BaseJsonFormatter):
+    """One JSON object a line (LOG_FORMAT=json): timestamp, level, logger and message, the
+    traceback of an unexpected error as `exc_info`, and as fields of their own the task's
+    `task_id`, `type` and `org_id` and the `request_id`, when the line has them. URL
+    passwords are hidden as in text."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
+        kwargs.setdefault("timestamp", True)
+        # Django's request lines carry the request object itself: its path is in the message.
+        kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "request"])
+        super().__init__("%(levelname)s %(name)s %(message)s", *args, **kwargs)
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        super().add_fields(log_data, record, message_dict)
+        task = task_of(record)
+        if task is not None:
+            log_data.update(task_id=str(task.id), type=task.type, org_id=task.org_id)
+        request_id = (task.request_id if task is not None else None) or current_request_id.get()
+        log_data["request_id"] = request_id
+        for key in ("message", "exc_info"):
+            if isinstance(log_data.get(key), str) and "://" in log_data[key]:
+                log_data[key] = redact(log_data[key])
+        for key in ("org_id", "request_id"):
+            if log_data.get(key) is None:
+                log_data.pop(key, None)

@@ -91,27 +91,33 @@ class Retried:
     requeued: list[uuid.UUID]
     # Failed tasks that were not requeued: no longer failed, or held by another transaction.
     skipped: list[uuid.UUID]
+    # Failed tasks left failed because another task that may still run holds their unique key.
+    key_held: list[uuid.UUID]
     # Failed tasks a user canceled (their failure made final): never retried.
     canceled: int
 
 
 def retry_failed(*, type: str, hours: float) -> Retried:
     """Put back to pending the failed tasks of `type` that ended in the last `hours` (by the
-    database's clock), counting no retry, as the admin's requeue does."""
+    database's clock), with no retry used, as the admin's requeue does."""
     recent = Task.objects.filter(
         type=type, status=Task.Status.FAILED, finished_at__gte=Now() - timedelta(hours=hours)
     ).order_by("seq")
     canceled = recent.filter(cancel_attempted=True).count()
     candidates = list(recent.filter(cancel_attempted=False).values_list("id", flat=True))
     requeued: list[uuid.UUID] = []
+    key_held: list[uuid.UUID] = []
     for task_id in candidates:
         try:
             if queue.requeue_failed(task_id) == Task.Status.FAILED:
                 requeued.append(task_id)
-        except (TaskAlreadyQueued, TaskBusy, TaskNotFound):
-            pass  # skipped: its unique key is held again, another transaction holds it, or it is gone
-    done = set(requeued)
-    return Retried(requeued=requeued, skipped=[i for i in candidates if i not in done], canceled=canceled)
+        except TaskAlreadyQueued:
+            key_held.append(task_id)
+        except (TaskBusy, TaskNotFound):
+            pass  # skipped: another transaction holds it, or it is gone
+    done = {*requeued, *key_held}
+    skipped = [i for i in candidates if i not in done]
+    return Retried(requeued=requeued, skipped=skipped, key_held=key_held, canceled=canceled)
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,8 @@ class RunningTask:
     started_at: datetime | None
     # Seconds since its run's last heartbeat, by the database's clock.
     heartbeat_age: float
+    # The `runworkers` process running it, as host:pid (None: claimed outside a pool).
+    worker: str | None
 
 
 @dataclass(frozen=True)
@@ -200,9 +208,12 @@ def stats(*, heartbeat: float) -> Stats:
         Heartbeat.objects.filter(task__status=Task.Status.RUNNING, task__token=F("token"))
         .annotate(age=Now() - F("heartbeat"))
         .order_by("task__started_at", "task_id")
-        .values_list("task_id", "task__type", "task__org_id", "task__started_at", "age")
+        .values_list("task_id", "task__type", "task__org_id", "task__started_at", "age", "worker")
     )
-    running = [RunningTask(id, type_, org, started, age.total_seconds()) for id, type_, org, started, age in beats]
+    running = [
+        RunningTask(id, type_, org, started, age.total_seconds(), worker)
+        for id, type_, org, started, age, worker in beats
+    ]
     return Stats(
         counts=counts,
         oldest_pending=None if oldest is None else PendingTask(*oldest[:3], oldest[3].total_seconds(), oldest[4]),

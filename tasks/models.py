@@ -169,6 +169,8 @@ class Heartbeat(models.Model):
     token = models.UUIDField(primary_key=True)
     task = models.ForeignKey(Task, on_delete=models.DB_CASCADE, db_column="id", related_name="+")
     heartbeat = models.DateTimeField()
+    # The `runworkers` process that runs the task, as host:pid (none when claimed outside a pool).
+    worker = models.CharField(max_length=300, null=True, blank=True)  # noqa: DJ001 (none is "no process")
     # The end of a run that its stopping pool could not record (another transaction held its
     # task): {"as": "completed" | "failed", "error": ..., "requeueable": ...}, recorded by the
     # next janitor pass of any pool.
@@ -182,3 +184,20 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"heartbeat of {self.task_id} at {self.heartbeat}"
+
+
+class TaskStats(models.Model):
+    """The table's statistics as one pool last took them (tasks.queue.refresh_stats), for the
+    `/metrics` of every process: one row, replaced at each refresh."""
+
+    id = models.SmallIntegerField(primary_key=True, default=1)
+    taken_at = models.DateTimeField()
+    # [{"status", "type", "count", "ready", "wait_sum", "oldest_wait"}]: one entry per status and
+    # type; for pending tasks, how many are ready and their waits in seconds since queued_at.
+    stats = models.JSONField()
+
+    class Meta:
+        db_table = "task_stats"
+
+    def __str__(self) -> str:
+        return f"task statistics of {self.taken_at}"

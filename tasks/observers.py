@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tasks.models import Task
-    from tasks.queue import Outcome
+    from tasks.queue import Outcome, TableStats
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ class Observer:
 
     def tasks_retried(self, task_ids: list[uuid.UUID]) -> None:
         """Failed tasks whose retry time came were put back to pending."""
+
+    def stats_read(self, stats: "TableStats") -> None:
+        """The table's statistics, as the last refresh of any pool left them (read by the
+        janitor at each pass)."""
 
 
 _observers: list[Observer] = []
@@ -75,6 +79,11 @@ def task_rescued(task_id: uuid.UUID, status: str) -> None:
 def tasks_retried(task_ids: list[uuid.UUID]) -> None:
     for observer in list(_observers):
         _call(observer, observer.tasks_retried, task_ids)
+
+
+def stats_read(stats: "TableStats") -> None:
+    for observer in list(_observers):
+        _call(observer, observer.stats_read, stats)
 
 
 def _call(observer: Observer, method: Callable[..., None], *args: object, **kwargs: object) -> None:

@@ -17,6 +17,8 @@ Threads and the connections they own (each Django connection is per thread):
 """
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -59,6 +61,8 @@ class WorkerPool:
         self.worker_count = workers
         self.types = list(types)
         self.conf = conf
+        # How its heartbeat rows name this process (`manage.py tasks stats` lists pools by it).
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self._handlers = {type_: registry.get(type_) for type_ in self.types}
         self._draining = threading.Event()  # take no new task; the janitor ends
         self._halted = threading.Event()  # heartbeat and listener end too
@@ -167,7 +171,7 @@ class WorkerPool:
             left, self._handoff.outcomes = self._handoff.outcomes, []
         if left:
             try:
-                recorded = queue.finish_and_claim(left, [], 0)
+                recorded = queue.finish_and_claim(left, [], 0, worker=self.identity)
             except DatabaseError as exc:
                 connection.close()
                 message = "could not record %d task ends at shutdown; their heartbeats will expire error=%r"
@@ -256,7 +260,7 @@ class WorkerPool:
                         return
                     continue
                 try:
-                    recorded = queue.finish_and_claim(outcomes, self.types, limit)
+                    recorded = queue.finish_and_claim(outcomes, self.types, limit, worker=self.identity)
                 except DatabaseError as exc:
                     logger.warning("recording ends and claiming tasks failed error=%r", exc)
                     with handoff.lock:  # try again; writing an end twice changes nothing

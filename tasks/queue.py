@@ -194,8 +194,11 @@ class Recorded:
 CLAIM_WINDOW = 4
 
 
-def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: int) -> Recorded:
-    """Record the ends of runs and claim up to `limit` new ones.
+def finish_and_claim(
+    outcomes: Sequence[Outcome], types: Sequence[str], limit: int, *, worker: str | None = None
+) -> Recorded:
+    """Record the ends of runs and claim up to `limit` new ones; `worker` names the process
+    that runs them on their heartbeat rows (`manage.py tasks stats` lists them by it).
 
     A pool calls this from one thread, so that the ends of many runs and the next claims
     cost one round trip, not a few per task: the completions, the release of their
@@ -236,13 +239,17 @@ def finish_and_claim(outcomes: Sequence[Outcome], types: Sequence[str], limit: i
         locks = ends = claim = None
         with conn.transaction():
             if completed:
-                ends_params = {"ids": [o.run.task.id for o in completed], "tokens": [o.run.token for o in completed]}
+                ends_params = {
+                    "ids": [o.run.task.id for o in completed],
+                    "tokens": [o.run.token for o in completed],
+                    "worker": worker,
+                }
                 locks = _send(conn, "lock_ends", ends_params)
                 ends = _send(conn, "complete_ends", ends_params)
             if stopped:
                 _send(conn, "drop_heartbeats", {"tokens": stopped}).close()
             if limit > 0:
-                params = {"types": list(types), "limit": limit, "window": CLAIM_WINDOW * limit}
+                params = {"types": list(types), "limit": limit, "window": CLAIM_WINDOW * limit, "worker": worker}
                 claim = _send(conn, "claim", params)
         lost_completions = []
         if locks is not None and ends is not None:
@@ -442,7 +449,7 @@ def requeue_stale(timeout: float) -> list[tuple[uuid.UUID, str]]:
 def _record_handed_over(cursor: Cursor, task_id: uuid.UUID, token: uuid.UUID, ending: dict[str, Any]) -> str | None:
     """Record an end that a stopping pool handed over (see hand_over_ends); TaskBusy, which
     rolls back to the caller's savepoint (heartbeat and hand-over kept), while it is held."""
-    params = {"ids": [task_id], "tokens": [token]}
+    params = {"ids": [task_id], "tokens": [token], "worker": None}
     [lock] = _execute(cursor, "lock_ends", params)
     if not lock["locked"]:
         if lock["owned"]:
@@ -481,7 +488,7 @@ def retry_failed() -> list[uuid.UUID]:
 
 
 def requeue_failed(task_id: uuid.UUID) -> str:
-    """Put a failed task back to pending now, counting no retry; return the status it had (a
+    """Put a failed task back to pending now, with no retry used; return the status it had (a
     task that is not failed is left as it is).
 
     Raises TaskNotFound; TaskBusy when another transaction holds the task; TaskAlreadyQueued,
@@ -595,6 +602,45 @@ def orgs(limit: int) -> list[str]:
     """Up to `limit` organisations that have tasks, in order."""
     with _cursor() as cursor:
         return [row["org_id"] for row in _execute(cursor, "orgs", {"limit": limit})]
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """The tasks of one status and type; for pending ones, how many are ready (no dependency
+    left) and their waits in seconds since queued_at (None when none is ready)."""
+
+    status: str
+    type: str
+    count: int
+    ready: int | None
+    wait_sum: float | None
+    oldest_wait: float | None
+
+
+@dataclass(frozen=True)
+class TableStats:
+    taken_at: datetime
+    groups: list[GroupStats]
+
+
+def refresh_stats(max_age: float) -> TableStats | None:
+    """Take the table's statistics unless another session is taking them or the stored ones
+    are younger than `max_age` seconds; return the stored ones (None before the first)."""
+    with transaction.atomic(), _cursor() as cursor:
+        [row] = _execute(cursor, "stats_due", {"max_age": max_age})
+        if row["due"]:
+            _execute(cursor, "take_stats")
+    return stats()
+
+
+def stats() -> TableStats | None:
+    """The table's statistics as last taken, or None: one row read, however big the table."""
+    with _cursor() as cursor:
+        rows = _execute(cursor, "stats")
+    if not rows:
+        return None
+    groups = [GroupStats(**group) for group in json.loads(rows[0]["stats"])]
+    return TableStats(taken_at=rows[0]["taken_at"], groups=groups)
 
 
 def update_payload(run: Run, payload_json: str) -> bool:

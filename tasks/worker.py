@@ -9,7 +9,7 @@ import time
 
 from tasks import observers
 from tasks.context import StopReason, TaskContext
-from tasks.log import Fields, current_request_id
+from tasks.log import Fields, current_request_id, current_task
 from tasks.queue import Ending, Outcome
 from tasks.registry import Handler
 
@@ -23,6 +23,7 @@ def run_task(context: TaskContext, handler: Handler) -> Outcome:
     task = context.task
     observers.task_started(task)
     request_id = current_request_id.set(task.request_id)
+    running = current_task.set(task)
     started = time.monotonic()
     try:
         handler.function(context)
@@ -31,6 +32,7 @@ def run_task(context: TaskContext, handler: Handler) -> Outcome:
     else:
         return Outcome(context.run, Ending.COMPLETED, duration=time.monotonic() - started)
     finally:
+        current_task.reset(running)
         current_request_id.reset(request_id)
     duration = time.monotonic() - started
     reason = context.stop_reason

@@ -84,7 +84,8 @@ def encode_identity(*, org_id: str, account_number: str = "", user: str = "") ->
 
 
 def _text(value: object) -> bool:
-    if not isinstance(value, str) or not value or len(value) > TEXT_LIMIT:
+    """A non-blank printable text of at most TEXT_LIMIT characters."""
+    if not isinstance(value, str) or not value.strip() or len(value) > TEXT_LIMIT:
         return False
     try:
         value.encode()

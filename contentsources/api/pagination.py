@@ -64,8 +64,8 @@ class Envelope(BasePagination):
         links = {"first": self._link(0), "last": self._link(last)}
         if offset + limit < count:
             links["next"] = self._link(offset + limit)
-        if offset - limit >= 0:
-            links["prev"] = self._link(offset - limit)
+        if offset - limit >= 0:  # past the end, the page before is the last one
+            links["prev"] = self._link(min(offset - limit, last))
         return links
 
     def _link(self, offset: int) -> str:

@@ -97,8 +97,8 @@ WITH candidates AS MATERIALIZED (
     RETURNING t.id, t.type, t.payload::text, t.queued_at, t.started_at, t.org_id, t.account_id,
               t.object_uuid, t.object_type, t.token, t.request_id, t.retries, t.priority
 ), beats AS (
-    INSERT INTO task_heartbeats (token, id, heartbeat)
-    SELECT token, id, clock_timestamp() FROM claimed
+    INSERT INTO task_heartbeats (token, id, heartbeat, worker)
+    SELECT token, id, clock_timestamp(), %(worker)s::text FROM claimed
 )
 SELECT claimed.*, counted.candidates
 FROM (SELECT count(*) AS candidates FROM candidates) AS counted
@@ -154,8 +154,8 @@ WITH run AS (
     WHERE t.id = ending.id AND ending.id NOT IN (SELECT id FROM held_back)
     RETURNING t.id
 ), restored AS (
-    INSERT INTO task_heartbeats (token, id, heartbeat)
-    SELECT token, id, clock_timestamp() FROM ending WHERE id IN (SELECT id FROM held_back)
+    INSERT INTO task_heartbeats (token, id, heartbeat, worker)
+    SELECT token, id, clock_timestamp(), %(worker)s::text FROM ending WHERE id IN (SELECT id FROM held_back)
 ), counts AS (
     SELECT task_id, count(*) AS n FROM edges WHERE dependency_id NOT IN (SELECT id FROM held_back) GROUP BY task_id
 ), released AS (
@@ -345,16 +345,18 @@ WHERE id = %(id)s::uuid AND token = %(token)s::uuid AND status = 'running'
 RETURNING id;
 
 -- name: requeue_failed
--- Put a failed task back to pending at once, by hand (the admin, a maintenance job), counting
--- no retry, without waiting for a transaction that holds it. Says the status the task had and
--- whether it was locked; no row when there is no such task. When another active task holds its
--- unique key, the statement fails on tasks_unique_key_active (the caller's savepoint undoes it).
+-- Put a failed task back to pending at once, by hand (the admin, a maintenance job), with the
+-- whole retry budget again (the original's retry job resets it: a task that had used it up
+-- would otherwise fail for good at its first crash), without waiting for a transaction that
+-- holds it. Says the status the task had and whether it was locked; no row when there is no
+-- such task. When another active task holds its unique key, the statement fails on
+-- tasks_unique_key_active (the caller's savepoint undoes it).
 WITH target AS MATERIALIZED (
     SELECT id, status FROM tasks WHERE id = %(id)s::uuid FOR NO KEY UPDATE SKIP LOCKED
 ), requeued AS (
     UPDATE tasks t
     SET status = 'pending', started_at = NULL, finished_at = NULL, token = NULL, error = NULL,
-        next_retry_time = NULL
+        next_retry_time = NULL, retries = 0
     FROM target
     WHERE t.id = target.id AND target.status = 'failed'
     RETURNING t.id
@@ -465,3 +467,40 @@ WITH deleted AS (
     RETURNING t.type, t.status
 )
 SELECT type, status, count(*) AS deleted FROM deleted GROUP BY type, status;
+
+-- name: stats_due
+-- Whether this session takes the table's statistics now: no other session is taking them (an
+-- advisory lock held to the end of this transaction) and the stored ones are older than
+-- `max_age` seconds. So one pool at a time reads the table, however many processes scrape.
+SELECT pg_try_advisory_xact_lock(hashtext('tasks.task_stats'))
+       AND NOT EXISTS (
+           SELECT FROM task_stats
+           WHERE taken_at > clock_timestamp() - make_interval(secs => %(max_age)s::float8)
+       ) AS due;
+
+-- name: take_stats
+-- Count the tasks by status and type, with the waits since queued_at of the ready ones (pending,
+-- no dependency left: a blocked task waits for its dependency, not for a worker), and store them
+-- for the /metrics of every process. The counts are an index-only scan of tasks_multi_idx (it
+-- holds status and type); the waits one of tasks_ready_idx, which holds the ready tasks only.
+INSERT INTO task_stats (id, taken_at, stats)
+WITH counts AS (
+    SELECT status, type, count(*) AS count FROM tasks GROUP BY status, type
+), waits AS (
+    SELECT type, count(*) AS ready,
+           extract(epoch FROM sum(statement_timestamp() - queued_at))::float8 AS wait_sum,
+           extract(epoch FROM statement_timestamp() - min(queued_at))::float8 AS oldest_wait
+    FROM tasks
+    WHERE status = 'pending' AND dependencies_left = 0
+    GROUP BY type
+)
+SELECT 1, statement_timestamp(), coalesce(jsonb_agg(jsonb_build_object(
+           'status', counts.status, 'type', counts.type, 'count', counts.count, 'ready', waits.ready,
+           'wait_sum', waits.wait_sum, 'oldest_wait', waits.oldest_wait
+       )), '[]'::jsonb)
+FROM counts LEFT JOIN waits ON counts.status = 'pending' AND waits.type = counts.type
+ON CONFLICT (id) DO UPDATE SET taken_at = excluded.taken_at, stats = excluded.stats;
+
+-- name: stats
+-- The table's statistics as last taken.
+SELECT taken_at, stats::text AS stats FROM task_stats WHERE id = 1;

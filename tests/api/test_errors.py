@@ -93,6 +93,16 @@ def test_an_unknown_path_is_a_404(api):
     assert api.get(f"{API}tasks")["Location"] == f"{API}tasks/"
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_post_without_the_trailing_slash_is_a_404_naming_the_route(api, settings, debug):
+    # Not Django's redirect, which would lose the body, nor its RuntimeError under DEBUG.
+    settings.DEBUG = debug
+    response = api.post(f"{API}repositories", {"name": "a", "url": "https://example.com/a/"}, format="json")
+
+    assert envelope(response, 404) == [f"no such endpoint: {API}repositories (did you mean {API}repositories/?)"]
+    assert envelope(api.delete(f"{API}tasks/{uuid.uuid4()}"), 404)
+
+
 def test_a_host_django_does_not_serve_is_a_400(api):
     response = api.get(f"{API}tasks/", HTTP_HOST="evil.example")
 
@@ -140,6 +150,8 @@ def test_a_malformed_uuid_in_a_path_is_a_400_for_every_method(api):
         ("tasks/?repository_uuid=", "repository_uuid: not a UUID: ''"),
         ("tasks/?type=a%00b", "type: must be at most 255 printable characters"),
         ("tasks/?status=pending%00", "status: must be at most 2048 printable characters"),
+        ("tasks/?status=,,", "status: names no status: ',,'"),
+        ("tasks/?status=%20,%20", "status: names no status: ' , '"),
         (
             "tasks/?status=done",
             "status: unknown status 'done'; use some of pending, running, completed, failed, canceled",

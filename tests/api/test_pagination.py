@@ -71,7 +71,7 @@ def test_an_offset_that_is_not_a_multiple_of_the_limit(api, tasks):
     assert "prev" not in body["links"]  # 7 - 10 < 0, as in the original
 
 
-def test_an_offset_past_the_end_is_an_empty_page(api, tasks):
+def test_an_offset_past_the_end_is_an_empty_page_whose_prev_is_the_last_page(api, tasks):
     body = page(api, "limit=10&offset=100")
 
     assert body["data"] == []
@@ -79,8 +79,10 @@ def test_an_offset_past_the_end_is_an_empty_page(api, tasks):
     assert body["links"] == {
         "first": link("limit=10&offset=0"),
         "last": link("limit=10&offset=20"),
-        "prev": link("limit=10&offset=90"),
+        "prev": link("limit=10&offset=20"),
     }
+    assert page(api, "limit=10&offset=30")["links"]["prev"] == link("limit=10&offset=20")
+    assert page(api, "offset=100")["links"]["prev"] == link("limit=100&offset=0")
 
 
 def test_last_when_the_count_is_a_multiple_of_the_limit(api, tasks):

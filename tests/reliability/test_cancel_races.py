@@ -94,7 +94,7 @@ def test_a_cancel_that_meets_a_claim_in_progress_cancels_the_run_and_the_rescue_
 
     def claim():
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(QUERIES["claim"], {"types": ["reliability.work"], "limit": 1, "window": 4})
+            cursor.execute(QUERIES["claim"], {"types": ["reliability.work"], "limit": 1, "window": 4, "worker": None})
             claimed.set()
             commit.wait(10)
 

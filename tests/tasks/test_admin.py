@@ -131,7 +131,7 @@ def test_cancel_action_ignores_an_id_that_does_not_exist(admin_client):
 
 
 def test_requeue_action_requeues_failed_tasks_and_says_why_it_skipped_others(admin_client):
-    failed = TaskFactory(failed=True, unique_key=f"key-{uuid.uuid4()}")
+    failed = TaskFactory(failed=True, unique_key=f"key-{uuid.uuid4()}", retries=3)
     pending = TaskFactory()
     reported = cancel(admin_client, failed, pending, action="requeue_failed_tasks")
     assert reported == [
@@ -139,6 +139,7 @@ def test_requeue_action_requeues_failed_tasks_and_says_why_it_skipped_others(adm
         (messages.SUCCESS, "Requeued 1 failed task(s)."),
     ]
     failed.refresh_from_db()
+    # The whole retry budget again, as the original's retry job gives.
     assert (failed.status, failed.error, failed.retries) == (Task.Status.PENDING, None, 0)
 
 

@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -315,10 +316,28 @@ def test_retry_failed_requeues_the_recent_failures_of_a_type():
         "requeued 1 failed diagnostics.fail task that ended in the last 6 hours; 1 canceled by a user left as they are",
     ]
     recent.refresh_from_db()
-    assert (recent.status, recent.retries, recent.error, recent.finished_at) == ("pending", 2, None, None)
+    # The whole retry budget again, as the original's job gives.
+    assert (recent.status, recent.retries, recent.error, recent.finished_at) == ("pending", 0, None, None)
     for task in (older, canceled, other):
         assert Task.objects.get(pk=task.id).status == "failed"
     assert run("retry-failed", "--type", "diagnostics.fail", "--hours", "12").splitlines()[0] == f"requeued {older.id}"
+
+
+def test_retry_failed_says_which_tasks_it_left_because_their_unique_key_is_taken():
+    """A final failure frees its unique key: a new task may hold it since."""
+    taken = aged("diagnostics.fail", "failed", 1 / 24, unique_key="k1")
+    holder = aged("diagnostics.noop", "pending", 0, unique_key="k1")
+    free = aged("diagnostics.fail", "failed", 1 / 24)
+
+    output = run("retry-failed", "--type", "diagnostics.fail")
+
+    statuses = dict(Task.objects.values_list("id", "status"))
+    assert [statuses[t.id] for t in (taken, holder, free)] == ["failed", "pending", "pending"]
+    assert output.splitlines() == [
+        f"requeued {free.id}",
+        f"skipped {taken.id} (another task that may still run holds its unique key)",
+        "requeued 1 failed diagnostics.fail task that ended in the last 6 hours; 1 skipped",
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -369,6 +388,14 @@ def test_cancel_all_cancels_a_type_cancellable_or_not_with_its_dependents():
     assert [statuses[t.id] for t in (first, second, child, other_org)] == ["canceled"] * 3 + ["pending"]
 
 
+def test_cancel_all_cancels_the_tasks_of_a_type_that_lost_its_handler():
+    task = aged("gone.type", "pending", 0)
+    assert run("cancel-all", "--type", "gone.type").splitlines()[-1] == (
+        "canceled 1 gone.type task, with their unfinished dependents"
+    )
+    assert Task.objects.get(pk=task.id).status == "canceled"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_cancel_all_stops_a_running_handler(start_pool):
     pool = start_pool(workers=1, types=["test.gate"])
@@ -391,8 +418,8 @@ def test_stats_counts_the_queue_and_shows_the_running_tasks():
     oldest = aged("diagnostics.noop", "pending", 2, dependencies_left=1)
     aged("diagnostics.noop", "pending", 1)
     aged("diagnostics.fail", "failed", 1)
-    live = HeartbeatFactory(task__type="diagnostics.sleep", age=1).task
-    stale = HeartbeatFactory(task__type="diagnostics.sleep", age=600).task
+    live = HeartbeatFactory(task__type="diagnostics.sleep", age=1, worker="host-a:101").task
+    stale = HeartbeatFactory(task__type="diagnostics.sleep", age=600, worker="host-b:202").task
 
     lines = run("stats").splitlines()
 
@@ -406,11 +433,14 @@ def test_stats_counts_the_queue_and_shows_the_running_tasks():
     assert re.fullmatch(
         rf"oldest pending: {oldest.id} diagnostics.noop queued \S+ \(2d 0h ago, waiting for 1 dependencies\)", lines[5]
     ), lines[5]
-    assert lines[6] == "running with a live heartbeat (younger than TASKING_HEARTBEAT, 1m 0s): 1"
-    assert re.fullmatch(rf"  {live.id}  diagnostics.sleep  org 1234  started \S+  beat 1\.\ds ago", lines[7])
-    assert lines[8] == "running with a stale heartbeat (a dead or stalled worker: a pool requeues them): 1"
-    assert lines[9].startswith(f"  {stale.id}  diagnostics.sleep")
-    assert len(lines) == 10
+    assert lines[6:8] == ["runworkers processes running tasks (host:pid): 1", "  host-a:101  1 running"]
+    assert lines[8] == "running with a live heartbeat (younger than TASKING_HEARTBEAT, 1m 0s): 1"
+    assert re.fullmatch(
+        rf"  {live.id}  diagnostics.sleep  org 1234  started \S+  beat 1\.\ds ago  by host-a:101", lines[9]
+    ), lines[9]
+    assert lines[10] == "running with a stale heartbeat (a dead or stalled worker: a pool requeues them): 1"
+    assert lines[11].startswith(f"  {stale.id}  diagnostics.sleep") and lines[11].endswith("by host-b:202")
+    assert len(lines) == 12
 
 
 def test_stats_of_an_empty_queue():
@@ -418,8 +448,21 @@ def test_stats_of_an_empty_queue():
         "type   pending  running  completed  failed  canceled  total",
         "total        0        0          0       0         0      0",
         "oldest pending: -",
+        "runworkers processes running tasks (host:pid): 0",
         "running with a live heartbeat (younger than TASKING_HEARTBEAT, 1m 0s): 0",
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stats_names_the_process_that_runs_a_task(start_pool):
+    pool = start_pool(workers=1, types=["test.gate"])
+    client.enqueue("test.gate", {"gate": "never"})
+    wait_until(lambda: pool.running(), message="the task to run")
+
+    lines = run("stats").splitlines()
+
+    process = f"{socket.gethostname()}:{os.getpid()}"
+    assert f"  {process}  1 running" in lines, lines
 
 
 # bad input, from the real command line
@@ -434,6 +477,7 @@ def test_stats_of_an_empty_queue():
         ([b"retry-failed", b"--type", b"diagnostics.fail", b"--hours", b"nan"], "--hours must be a number above 0"),
         ([b"retry-failed", b"--type", b"diagnostics.fail", b"--hours", b"1e9"], "at most 8760 (a year): 1e+09"),
         ([b"cancel-all", b"--type", b"\xff"], "--type is not valid text: '\\udcff'"),
+        ([b"cancel-all", b"--type", b"no.such.type"], "unknown task type: 'no.such.type' (no handler is registered"),
         ([b"cancel-all", b"--type", b"diagnostics.noop", b"--org", b"\xff"], "--org is not valid text: '\\udcff'"),
     ],
 )
@@ -455,3 +499,21 @@ def test_bad_input_is_one_line_without_traceback_and_writes_nothing(args, messag
     assert stderr.startswith("CommandError: ") and message in stderr, stderr
     assert state() == before
     assert {failed.id, pending.id} <= {row[0] for row in before}
+
+
+@pytest.mark.parametrize("args", [["stats"], ["cleanup", "--dry-run"], ["retry-failed", "--type", "diagnostics.fail"]])
+def test_an_unreachable_database_is_one_line_without_traceback(args):
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "manage.py", "tasks", *args],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{port}/nowhere", "SECRET_KEY": "test"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("CommandError: database error: connection failed"), result.stderr

@@ -41,7 +41,7 @@ def plan(name: str, params: dict) -> str:
 
 
 def test_claim_reads_only_the_ready_index(big_table):
-    text = plan("claim", {"types": ["test.record"], "limit": 8, "window": 32})
+    text = plan("claim", {"types": ["test.record"], "limit": 8, "window": 32, "worker": None})
     assert "tasks_ready_idx" in text, text
     assert "Seq Scan on tasks" not in text, text
 
@@ -54,7 +54,11 @@ def test_retry_failed_reads_only_the_retry_index(big_table):
 
 @pytest.mark.parametrize("name", ["lock_ends", "complete_ends", "refresh_heartbeats"])
 def test_recording_ends_and_beating_read_by_key(big_table, name):
-    ids = {"ids": ["00000000-0000-0000-0000-000000000001"], "tokens": ["00000000-0000-0000-0000-000000000002"]}
+    ids = {
+        "ids": ["00000000-0000-0000-0000-000000000001"],
+        "tokens": ["00000000-0000-0000-0000-000000000002"],
+        "worker": None,
+    }
     text = plan(name, ids)
     assert "Seq Scan on tasks" not in text, text
     assert "Seq Scan on task_dependencies" not in text, text
@@ -74,7 +78,7 @@ def insert_ready(type_: str, count: int, *, analyze: bool = True) -> None:
 def claim_cost(types: list[str]) -> tuple[int, str]:
     """Buffers a claim of 8 touches, and its plan (run, then rolled back)."""
     with transaction.atomic(), connection.cursor() as cursor:
-        params = {"types": types, "limit": 8, "window": 32}
+        params = {"types": types, "limit": 8, "window": 32, "worker": None}
         cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + QUERIES["claim"], params)
         [explained] = cursor.fetchone()[0]
         transaction.set_rollback(True)

@@ -20,8 +20,8 @@ class Command(BaseCommand):
         for option, value in (("--org", org), ("--account", account), ("--user", user)):
             if not _printable(value) or len(value) > 255:
                 raise CommandError(f"{option} must be at most 255 printable characters: {value!r}")
-        if not org:
-            raise CommandError("--org must not be empty")
+        if not org.strip():
+            raise CommandError("--org must not be blank")
         if org in RESERVED_ORGS:
             raise CommandError(f"--org cannot be {org}: the API refuses that organisation as a caller")
         self.stdout.write(encode_identity(org_id=org, account_number=account, user=user))

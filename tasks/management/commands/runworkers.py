@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
+from prometheus_client import start_http_server
 
 from tasks import registry
 from tasks.checks import POOL_OVERHEAD_CONNECTIONS
@@ -43,6 +44,13 @@ class Command(BaseCommand):
             help="touch this file every second while every thread of the pool runs and its listener, "
             "if it has one (TASKING_WAKEUPS=listen), is connected (a container's health check looks at its age)",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            metavar="PORT",
+            help="serve Prometheus metrics at /metrics on this port, on every address of the host "
+            "(0: a free port, logged at start)",
+        )
 
     def handle(
         self,
@@ -51,6 +59,7 @@ class Command(BaseCommand):
         types: list[str] | None = None,
         grace: float | None = None,
         health_file: Path | None = None,
+        metrics_port: int | None = None,
         **options: Any,
     ) -> None:
         conf = tasking()
@@ -67,6 +76,8 @@ class Command(BaseCommand):
             )
         if health_file is not None and not os.access(health_file.parent, os.W_OK):
             raise CommandError(f"--health-file: cannot write in the folder {health_file.parent}")
+        if metrics_port is not None and not 0 <= metrics_port <= 65535:
+            raise CommandError(f"--metrics-port must be a port number, 0 to 65535: {metrics_port}")
         types = types or registry.types()
         if not types:
             raise CommandError("no task types are registered")
@@ -88,10 +99,18 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
+        metrics = None
+        if metrics_port is not None:
+            try:
+                metrics, metrics_thread = start_http_server(metrics_port)
+            except OSError as exc:
+                raise CommandError(f"--metrics-port: cannot serve on port {metrics_port}: {exc.strerror}") from None
+            metrics_thread.name = "metrics"
         pool = WorkerPool(workers=workers, types=types, conf=conf)
         settings = connection.settings_dict
         logger.info(
-            "pool started pid=%d workers=%d types=%s database=%s/%s heartbeat=%.1fs rescue_after=%.1fs wakeups=%s",
+            "pool started pid=%d workers=%d types=%s database=%s/%s heartbeat=%.1fs rescue_after=%.1fs wakeups=%s "
+            "metrics_port=%s",
             os.getpid(),
             workers,
             ",".join(types),
@@ -100,6 +119,7 @@ class Command(BaseCommand):
             conf.heartbeat_interval,
             conf.heartbeat,
             conf.wakeups if conf.wakeups == "listen" else f"poll every {conf.poll_interval:g}s",
+            "-" if metrics is None else metrics.server_port,
         )
         # What is loaded by now lives as long as the process: keep the collector off it, which
         # also spares the exit a collection of the whole heap (hundreds of ms, within the grace).
@@ -109,4 +129,7 @@ class Command(BaseCommand):
             if health_file is not None and pool.alive():
                 health_file.touch()
         pool.stop(grace)
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
         logger.info("pool stopped pid=%d", os.getpid())

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import OperationalError
 from django.db.models import F
 from django.db.models.functions import Now
 
@@ -133,6 +134,8 @@ class Command(BaseCommand):
             getattr(self, f"handle_{command.replace('-', '_')}")(**options)
         except TaskError as exc:
             raise CommandError(str(exc)) from None
+        except OperationalError as exc:  # the database is unreachable, or went away
+            raise CommandError(f"database error: {one_line(str(exc), ERROR_WIDTH * 4)}") from None
 
     def handle_enqueue(
         self, *, type: str, payload: str | None, priority: int, depends_on: list[str], org: str | None, **options: Any
@@ -244,15 +247,25 @@ class Command(BaseCommand):
             self.stdout.write(f"requeued {task_id}")
         for task_id in retried.skipped:
             self.stdout.write(f"skipped {task_id} (no longer failed, or held by another transaction)")
+        for task_id in retried.key_held:
+            self.stdout.write(f"skipped {task_id} (another task that may still run holds its unique key)")
+        skipped = len(retried.skipped) + len(retried.key_held)
         self.stdout.write(
             f"requeued {tasks(len(retried.requeued), 'failed ' + type)} that ended in the last {hours:g} hours"
-            + (f"; {len(retried.skipped)} skipped" if retried.skipped else "")
+            + (f"; {skipped} skipped" if skipped else "")
             + (f"; {retried.canceled} canceled by a user left as they are" if retried.canceled else "")
         )
 
     def handle_cancel_all(self, *, type: str, org: str | None, dry_run: bool, **options: Any) -> None:
         check_text("--type", type)
         check_text("--org", org)
+        if registry.find(type) is None and not Task.objects.filter(type=type).exists():
+            # A type no handler serves may still have tasks to cancel (its code was removed);
+            # one that no task has either is a typo.
+            raise CommandError(
+                f"unknown task type: {type!r} (no handler is registered for it, and no task has it); "
+                f"registered types: {', '.join(registry.types())}"
+            )
         of_org = f" of org {org}" if org is not None else ""
         if dry_run:
             found = maintenance.cancelable(type=type, org=org)
@@ -300,6 +313,12 @@ class Command(BaseCommand):
             waiting = f", waiting for {oldest.dependencies_left} dependencies" if oldest.dependencies_left else ""
             age = f"{duration(oldest.age)} ago{waiting}"
             self.stdout.write(f"oldest pending: {oldest.id} {oldest.type} queued {iso(oldest.queued_at)} ({age})")
+        processes: dict[str, int] = {}
+        for task in figures.live:
+            processes[task.worker or "-"] = processes.get(task.worker or "-", 0) + 1
+        self.stdout.write(f"runworkers processes running tasks (host:pid): {len(processes)}")
+        for worker, count in sorted(processes.items()):
+            self.stdout.write(f"  {worker}  {count} running")
         live = f"running with a live heartbeat (younger than TASKING_HEARTBEAT, {duration(heartbeat)})"
         self.write_running(live, figures.live)
         if figures.stale:
@@ -312,5 +331,5 @@ class Command(BaseCommand):
         for task in running:
             self.stdout.write(
                 f"  {task.id}  {task.type}  org {task.org_id or '-'}  started {iso(task.started_at)}"
-                f"  beat {task.heartbeat_age:.1f}s ago"
+                f"  beat {task.heartbeat_age:.1f}s ago  by {task.worker or '-'}"
             )

@@ -54,6 +54,10 @@ class RedirectLoop(RepositoryError):
     """A redirect leads back to a URL already visited."""
 
 
+class RedirectRefused(RepositoryError):
+    """A redirect carries credentials of its own, or leaves https for http."""
+
+
 class DownloadTooLarge(RepositoryError):
     """The body is larger than REPOSITORIES_MAX_DOWNLOAD_SIZE."""
 
@@ -98,6 +102,11 @@ class DecompressionBomb(RepositoryError):
     """A metadata file decompresses to more than REPOSITORIES_MAX_DECOMPRESSED_SIZE."""
 
 
+class IntrospectionFailed(RepositoryError):
+    """Another task's introspection of the same repository, started after this one was
+    queued, failed: this one ends with its error."""
+
+
 class InvalidInput(RepositoryError):
     """A value given for a configuration cannot be used; `field` names it."""
 
@@ -112,3 +121,7 @@ class ConfigurationNotFound(RepositoryError):
 
 class SnapshotsNotEnabled(RepositoryError):
     """A snapshot was asked of a configuration whose `snapshot` flag is off."""
+
+
+class NightlyRunInProgress(RepositoryError):
+    """Another nightly run holds the nightly lock."""

@@ -9,13 +9,14 @@ and asking for a second answers with TaskAlreadyQueued, naming the task that hol
 
 import logging
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from repositories.exceptions import ConfigurationNotFound, InvalidInput, SnapshotsNotEnabled
+from repositories.exceptions import ConfigurationNotFound, InvalidInput, NightlyRunInProgress, SnapshotsNotEnabled
 from repositories.models import Repository, RepositoryConfiguration
 from repositories.validation import (
     clean_arch,
@@ -206,13 +207,84 @@ class Nightly:
     introspections: int
     snapshots: int
     already_queued: int
+    # Deletions queued again for deleted configurations whose deletion task was lost.
+    deletions: int = 0
+
+
+# The advisory lock that a nightly run holds: (class, object), the class being this app's, so
+# that no other lock of the database shares the key.
+NIGHTLY_LOCK = "hashtext('repositories'), hashtext('nightly')"
 
 
 def repositories_nightly(*, batch_size: int = 500, request_id: str | None = None) -> Nightly:
     """Queue an introspection of every live configuration, and a snapshot after it where the
     flag is set, in batches of `batch_size` (a transaction each), and make them the
-    configuration's last introspection and snapshot tasks. A configuration that has one
-    pending or running is skipped: two runs at once queue nothing twice."""
+    configuration's last introspection and snapshot tasks; and queue again the deletion of
+    every deleted configuration whose deletion task was lost (it failed for good, say).
+
+    One run at a time, by an advisory lock: a second run while one goes on queues nothing and
+    raises NightlyRunInProgress (run after the first, it would introspect again what the
+    first's tasks have just introspected). A configuration that has a task pending or running
+    is skipped."""
+    with _nightly_lock():
+        queued = _queue_nightly(batch_size=batch_size, request_id=request_id)
+        deletions = _queue_lost_deletions(batch_size=batch_size, request_id=request_id)
+    logger.info(
+        "nightly run introspections=%d snapshots=%d already_queued=%d deletions=%d",
+        queued.introspections,
+        queued.snapshots,
+        queued.already_queued,
+        deletions,
+    )
+    return replace(queued, deletions=deletions)
+
+
+@contextmanager
+def _nightly_lock() -> Iterator[None]:
+    """Hold the nightly lock: until the end of the run, or of the caller's transaction when
+    there is one (which commits what the run queued only then)."""
+    with connection.cursor() as cursor:
+        transactional = connection.in_atomic_block
+        cursor.execute(f"SELECT pg_try_advisory{'_xact' if transactional else ''}_lock({NIGHTLY_LOCK})")
+        if not cursor.fetchone()[0]:
+            raise NightlyRunInProgress("another nightly run is in progress: this one queued nothing")
+        try:
+            yield
+        finally:
+            if not transactional:
+                cursor.execute(f"SELECT pg_advisory_unlock({NIGHTLY_LOCK})")
+
+
+def _queue_lost_deletions(*, batch_size: int, request_id: str | None) -> int:
+    """Queue the deletion of each deleted configuration that no deletion task holds the key of
+    (pending, running, or failed and waiting for its retry); how many were queued."""
+    queued = 0
+    after = uuid.UUID(int=0)
+    while True:
+        with transaction.atomic():
+            deleted = RepositoryConfiguration.objects.filter(deleted_at__isnull=False, uuid__gt=after)
+            batch = list(deleted.order_by("uuid")[:batch_size])
+            if not batch:
+                break
+            for configuration in batch:
+                # The lost task's payload names what its runs left to release.
+                lost = Task.objects.filter(unique_key=unique_key(DELETE_SNAPSHOTS, configuration)).order_by("-seq")
+                try:
+                    _enqueue(
+                        DELETE_SNAPSHOTS,
+                        configuration,
+                        request_id=request_id,
+                        payload=lost.values_list("payload", flat=True).first(),
+                    )
+                except TaskAlreadyQueued:
+                    continue
+                queued += 1
+                logger.info("deletion queued again uuid=%s", configuration.uuid)
+            after = batch[-1].uuid
+    return queued
+
+
+def _queue_nightly(*, batch_size: int, request_id: str | None) -> Nightly:
     introspections = snapshots = already = 0
     after = uuid.UUID(int=0)
     while True:
@@ -247,7 +319,6 @@ def repositories_nightly(*, batch_size: int = 500, request_id: str | None = None
                 if queued:  # as the services that queue one for a user do, so its end shows there
                     RepositoryConfiguration.objects.filter(uuid=configuration.uuid).update(**queued)
             after = batch[-1].uuid
-    logger.info("nightly run introspections=%d snapshots=%d already_queued=%d", introspections, snapshots, already)
     return Nightly(introspections=introspections, snapshots=snapshots, already_queued=already)
 
 
@@ -319,10 +390,13 @@ def _enqueue(
     request_id: str | None,
     dependencies: list[uuid.UUID] | None = None,
     force: bool = False,
+    payload: dict[str, object] | None = None,
 ) -> uuid.UUID:
-    payload: dict[str, object] = {"repository_configuration_uuid": str(configuration.uuid)}
-    if task_type == INTROSPECT:
-        payload = {"repository_uuid": str(configuration.repository_id), "force": force}
+    """Queue a task of the configuration, with its default payload unless `payload` is given."""
+    if payload is None:
+        payload = {"repository_configuration_uuid": str(configuration.uuid)}
+        if task_type == INTROSPECT:
+            payload = {"repository_uuid": str(configuration.repository_id), "force": force}
     return client.enqueue(
         task_type,
         payload,

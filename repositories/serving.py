@@ -1,6 +1,7 @@
 """Snapshots served as yum repositories: `<CONTENT_URL_PREFIX><org id>/<snapshot uuid>/...`.
 
-The metadata (repodata/repomd.xml and every file it lists) is served byte for byte from the
+The metadata (repodata/repomd.xml, its signature repomd.xml.asc where the repository has one,
+and every file repomd.xml lists) is served byte for byte from the
 snapshot storage, with the headers a yum or dnf client and a cache use (Content-Length, ETag,
 Last-Modified, Range, conditional requests). Any other path, a package, is redirected to the
 upstream repository: the metadata is frozen, the packages are fetched on demand.
@@ -12,7 +13,6 @@ from pathlib import PurePosixPath
 from posixpath import normpath
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-from django.core.files import File
 from django.http import (
     FileResponse,
     Http404,
@@ -27,7 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from repositories import selectors
-from repositories.storage import blob_name, snapshot_storage
+from repositories.storage import open_blob
 
 CONTENT_TYPES = {
     ".xml": "application/xml",
@@ -38,6 +38,7 @@ CONTENT_TYPES = {
     ".zck": "application/zchunk",
     ".sqlite": "application/vnd.sqlite3",
     ".yaml": "application/yaml",
+    ".asc": "application/pgp-signature",  # repomd.xml.asc
 }
 REPODATA = "repodata"
 # One range, in bytes (the unit is case-insensitive); several ranges are answered whole.
@@ -89,10 +90,10 @@ def serve(request: HttpRequest, org_id: str, snapshot_uuid: uuid.UUID, path: str
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     if request.method == "HEAD":
         return HttpResponse(status=status, headers=headers)  # the storage is not even opened
-    stored = snapshot_storage().open(blob_name(file.blob.sha256), "rb")
-    body: File[bytes] | _Slice = stored if byte_range is None else _Slice(stored, start, end - start + 1)
+    body = open_blob(file.blob.sha256, start=start, length=end - start + 1)
     response = FileResponse(body, status=status)
-    del response["Content-Disposition"]  # named after the blob: of no use, and not HEAD's
+    if "Content-Disposition" in response:
+        del response["Content-Disposition"]  # named after the blob: of no use, and not HEAD's
     for name, value in headers.items():
         response[name] = value
     return response
@@ -152,22 +153,3 @@ def _if_range_matches(if_range: str | None, etag: str, modified: int) -> bool:
     if value.startswith(('"', "W/")):
         return value == etag
     return parse_http_date_safe(value) == modified
-
-
-class _Slice:
-    """`length` bytes of an open file from `start`: what a 206 answer streams. Closing it
-    closes the file, which the response does whether or not its body was sent."""
-
-    def __init__(self, file: File[bytes], start: int, length: int):
-        file.seek(start)
-        self._file = file
-        self._left = length
-
-    def read(self, size: int = -1) -> bytes:
-        size = self._left if size < 0 else min(size, self._left)
-        chunk = self._file.read(size) if size > 0 else b""
-        self._left -= len(chunk)
-        return chunk
-
-    def close(self) -> None:
-        self._file.close()

@@ -13,17 +13,21 @@ the task was then cancelled, or its configuration deleted; a file whose row neve
 is found by `collect_garbage`.
 """
 
+import io
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import IO, Protocol
 
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
+from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
 
 from repositories.conf import repositories
 from repositories.yum.stopping import StopCheck, never, stop_if_asked
@@ -46,6 +50,55 @@ def snapshot_storage() -> Storage:
 def blob_name(sha256: str) -> str:
     """Where a blob lives in the storage: spread over 256 folders by its first two digits."""
     return f"{BLOBS}/{sha256[:2]}/{sha256}"
+
+
+class Readable(Protocol):
+    """What `open_blob` gives: bytes to read in chunks, and to close."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+def open_blob(sha256: str, *, start: int = 0, length: int | None = None) -> Readable:
+    """The blob's bytes from `start`, `length` of them (all that follow if None), to read in
+    chunks: never the whole file at once, whatever its size.
+
+    From an S3-compatible store, the object's body as the store sends it (a ranged GET):
+    django-storages' own files download the whole object, into memory by default, before the
+    first byte can be read. From any other storage, its file, from `start`."""
+    storage = snapshot_storage()
+    name = blob_name(sha256)
+    if length == 0:
+        return io.BytesIO(b"")
+    if isinstance(storage, S3Storage):
+        request = {} if start == 0 and length is None else {"Range": f"bytes={start}-{_end(start, length)}"}
+        body: Readable = storage.bucket.Object(storage._normalize_name(clean_name(name))).get(**request)["Body"]
+        return body
+    file = storage.open(name, "rb")
+    file.seek(start)
+    return file if length is None else _Slice(file, length)
+
+
+def _end(start: int, length: int | None) -> str:
+    return "" if length is None else str(start + length - 1)
+
+
+class _Slice:
+    """`length` bytes of an open file, from where it stands. Closing it closes the file."""
+
+    def __init__(self, file: IO[bytes] | File[bytes], length: int):
+        self._file = file
+        self._left = length
+
+    def read(self, size: int = -1, /) -> bytes:
+        size = self._left if size < 0 else min(size, self._left)
+        chunk = self._file.read(size) if size > 0 else b""
+        self._left -= len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def store_blob(path: Path, *, sha256: str, size: int) -> bool:

@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from repositories.exceptions import InvalidInput
+from repositories.yum.urls import requoted_path, requoted_query
 
 NAME_LIMIT = 255
 URL_LIMIT = 2048
@@ -14,7 +15,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def normalize_url(url: object) -> str:
     """The URL configurations are matched by: http or https, scheme and host in lower case, no
-    default port, no fragment, and a path that ends with `/` (the repository's root)."""
+    default port, no fragment, path and query percent-encoded (a space is %20), the path's dot
+    segments resolved (`/a/./b/../c` is `/a/c`) and ending with `/` (the repository's root),
+    and the query kept."""
     if not isinstance(url, str) or not url.strip():
         raise InvalidInput("url is required", field="url")
     text = url.strip()
@@ -39,8 +42,10 @@ def normalize_url(url: object) -> str:
     netloc = (f"{credentials}@" if credentials else "") + host
     if port is not None and port != DEFAULT_PORTS[scheme]:
         netloc += f":{port}"
-    path = parts.path if parts.path.endswith("/") else f"{parts.path}/"
-    return urlunsplit((scheme, netloc, path, parts.query, ""))
+    path = requoted_path(parts.path or "/")
+    if not path.endswith("/"):
+        path = f"{path}/"
+    return urlunsplit((scheme, netloc, path, requoted_query(parts.query), ""))
 
 
 def clean_org(org_id: object, *, field: str = "org_id") -> str:

@@ -4,18 +4,25 @@ Not requeueable, as in the original: a failed introspection is counted on the re
 tried again by the next one (the nightly run, or a user's). A repository whose repomd.xml is
 unchanged since its last success is not parsed again, unless the payload says `force`. What a
 run found is recorded only while it owns its task: a cancelled run records nothing.
+
+The configurations of many organisations share a repository: its introspections run one at a
+time, and one that finds that an introspection started after it was queued has ended since
+ends as that one did (a nightly run queues one for each organisation, and the repository is
+downloaded once).
 """
 
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from django.db import connection, models, transaction
+from django.db import OperationalError, connection, models, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import F
 from django.utils import timezone
+from psycopg.errors import LockNotAvailable
 
 from repositories.exceptions import (
     FetchTimeout,
@@ -23,6 +30,7 @@ from repositories.exceptions import (
     HostUnreachable,
     HTTPNotFound,
     HTTPStatusError,
+    IntrospectionFailed,
     MalformedMetadata,
     RepositoryError,
     Stopped,
@@ -34,6 +42,7 @@ from repositories.models import ERROR_LIMIT, Repository
 from repositories.models import Package as PackageRow
 from repositories.services import INTROSPECT
 from repositories.yum import YumRepository
+from repositories.yum.fetch import redact
 from repositories.yum.packages import Package
 from repositories.yum.repomd import PRIMARY, Repomd
 from tasks.context import TaskContext
@@ -41,6 +50,10 @@ from tasks.registry import handler
 
 # How often (in packages) the handler looks for a cancellation while it stores packages.
 CHECK_EVERY = 1000
+# The repository's introspection lock: (class, object), the class being this task type's.
+INTROSPECTION_LOCK = "hashtext('introspect'), hashtext(%s)"
+# How long a task waits for the lock before it goes on without it (a holder that hangs).
+LOCK_WAIT_LIMIT = 30 * 60.0
 
 
 def _max_length(model: type[models.Model], field: str) -> int:
@@ -62,10 +75,70 @@ UNREACHABLE = (HostNotFound, HostUnreachable, TLSError, FetchTimeout, TruncatedD
 
 @handler(INTROSPECT, cancellable=True, failures=(RepositoryError,))
 def introspect(context: TaskContext) -> None:
-    repository = Repository.objects.filter(uuid=context.payload["repository_uuid"]).first()
-    if repository is None:
-        context.logger.info("repository gone, nothing to introspect")
+    repository_uuid = context.payload["repository_uuid"]
+    with _one_introspection_at_a_time(repository_uuid, context):
+        repository = Repository.objects.filter(uuid=repository_uuid).first()
+        if repository is None:
+            context.logger.info("repository gone, nothing to introspect")
+            return
+        if _introspected_since(repository, context.task.queued_at):
+            _adopt(repository, context)
+            return
+        _introspect(repository, context)
+
+
+@contextmanager
+def _one_introspection_at_a_time(repository_uuid: str, context: TaskContext) -> Iterator[None]:
+    """Hold the repository's introspection lock: the configurations of many organisations
+    share a repository, and the introspections that they queue at once (the nightly run's)
+    download it one after the other, the later ones finding the first's result. A session
+    lock of the database: a worker that dies lets go of it with its connection. A cancel
+    interrupts the wait (interruptible_statements); past LOCK_WAIT_LIMIT (a holder that
+    hangs), the task goes on without the lock."""
+    locked = _lock(repository_uuid, context)
+    try:
+        yield
+    finally:
+        if locked:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT pg_advisory_unlock({INTROSPECTION_LOCK})", [repository_uuid])
+
+
+def _lock(repository_uuid: str, context: TaskContext) -> bool:
+    """Wait for the repository's introspection lock; whether it was taken."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            with interruptible_statements(lambda: context.stop_requested, "wait for the introspection lock"):
+                cursor.execute(f"SET LOCAL lock_timeout = {int(LOCK_WAIT_LIMIT * 1000)}")
+                cursor.execute(f"SELECT pg_advisory_lock({INTROSPECTION_LOCK})", [repository_uuid])
+    except OperationalError as exc:
+        if not isinstance(exc.__cause__, LockNotAvailable):
+            raise
+        context.logger.warning("another introspection of the repository holds its lock; going on without it")
+        return False
+    except Stopped:
+        context.raise_if_cancelled()
+        raise
+    return True
+
+
+def _introspected_since(repository: Repository, queued_at: datetime) -> bool:
+    """Whether an introspection that started after this task was queued has ended: its
+    result is as fresh as this task asked for."""
+    return repository.last_introspection_time is not None and repository.last_introspection_time >= queued_at
+
+
+def _adopt(repository: Repository, context: TaskContext) -> None:
+    """End as the introspection that ran meanwhile (another organisation's) ended, recording
+    nothing more: neither a second visit nor a second failure."""
+    shown = redact(repository.url)
+    if repository.last_introspection_success_time == repository.last_introspection_time:
+        context.logger.info("repository introspected meanwhile by another task url=%s", shown)
         return
+    raise IntrospectionFailed(repository.last_introspection_error or f"the introspection of {shown} failed")
+
+
+def _introspect(repository: Repository, context: TaskContext) -> None:
     started = timezone.now()
     with tempfile.TemporaryDirectory(prefix="introspect-") as scratch:
         yum = YumRepository(repository.url, Path(scratch), should_stop=lambda: context.stop_requested)

@@ -1,10 +1,11 @@
 """`snapshot`: freeze a configuration's repository metadata, to serve it back as a yum
 repository.
 
-Every file repomd.xml lists (and repomd.xml itself) is downloaded, its declared checksum
-verified, and stored by its sha256 (repositories.storage); then the snapshot, its files and
-its counts are recorded in one transaction. A run that fails or is cancelled deletes the
-files stored for this task that nothing references, and records nothing.
+Every file repomd.xml lists (and repomd.xml itself, and its detached signature repomd.xml.asc
+where the repository has one) is downloaded, its declared checksum verified, and stored by its
+sha256 (repositories.storage); then the snapshot, its files and its counts are recorded in one
+transaction. A run that fails or is cancelled deletes the files stored for this task that
+nothing references, and records nothing.
 
 Each blob is named in the task's payload before it is stored, so that a run after a rescue
 (its worker killed part way) knows what the dead run may have stored, and removes it too if
@@ -20,6 +21,7 @@ cannot remove what it stored: each run starts with the garbage collection of suc
 """
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from posixpath import normpath
@@ -30,30 +32,26 @@ from repositories.exceptions import MalformedMetadata, RepositoryError, Stopped
 from repositories.interruptible import interruptible_statements
 from repositories.models import RepositoryConfiguration, Snapshot, SnapshotFile
 from repositories.services import SNAPSHOT
-from repositories.storage import (
-    blob_name,
-    collect_garbage,
-    hold_blobs,
-    release_blobs,
-    snapshot_storage,
-    store_blob,
-)
+from repositories.storage import collect_garbage, hold_blobs, open_blob, release_blobs, store_blob
 from repositories.yum import YumRepository
 from repositories.yum.checksum import file_checksum
 from repositories.yum.compression import decompressed
-from repositories.yum.content import advisory_ids
+from repositories.yum.content import advisory_ids, comps_ids, module_stream_ids
 from repositories.yum.packages import iter_packages
-from repositories.yum.repomd import PRIMARY
+from repositories.yum.repomd import PRIMARY, REPOMD_PATH, REPOMD_SIGNATURE_PATH
+from repositories.yum.repository import COMPS_TYPES, MODULES
 from repositories.yum.stopping import StopCheck, stop_if_asked
 from tasks.context import TaskContext
 from tasks.registry import handler
 
 REPOMD = "repomd"
-REPOMD_PATH = "repodata/repomd.xml"
+REPOMD_SIGNATURE = "repomd_signature"
 UPDATEINFO = "updateinfo"
 # Content types as the original's API names them (Pulp's).
 PACKAGES, ADVISORIES = "rpm.package", "rpm.advisory"
 GROUPS, ENVIRONMENTS, MODULE_STREAMS = "rpm.packagegroup", "rpm.packageenvironment", "rpm.modulemd"
+# How much of a stored file is read back at a time.
+COPY_CHUNK = 1024 * 1024
 # The payload's list of the blobs that runs of this task stored, or were about to.
 STORED = "stored_blobs"
 
@@ -68,11 +66,16 @@ class StoredFile:
 
 @dataclass(frozen=True)
 class Content:
-    """What a snapshot holds: counts by type, and the keys that added and removed compare."""
+    """What a snapshot holds: counts by type, and the identities of each type's content, which
+    added and removed compare (a package by its checksum, an advisory by its id, a group or an
+    environment by its id, a module stream by name:stream:version:context:arch)."""
 
     counts: dict[str, int]
-    packages: set[tuple[str, str]]
-    advisories: set[str]
+    identities: dict[str, frozenset[object]]
+
+
+# A metadata file's type to its decompressed copy and how errors name it, or None if absent.
+Opener = Callable[[str], tuple[Path, str] | None]
 
 
 @handler(SNAPSHOT, cancellable=True, failures=(RepositoryError,))
@@ -127,6 +130,8 @@ def _take(context: TaskContext, configuration: RepositoryConfiguration) -> Snaps
         (directory / "new").mkdir()
         repomd = yum.repomd()
         files = {REPOMD_PATH: _store(context, yum.repomd_file, REPOMD_PATH, REPOMD)}
+        if (signature := yum.repomd_signature()) is not None:
+            files[REPOMD_SIGNATURE_PATH] = _store(context, signature, REPOMD_SIGNATURE_PATH, REPOMD_SIGNATURE)
         for record in repomd.files:
             context.raise_if_cancelled()
             path = _served_path(record.location_href, yum.shown_url)
@@ -179,7 +184,7 @@ def _served_path(location_href: str, shown_url: str) -> str:
     """Where the snapshot serves a file: its location in the repository, which must stay
     inside it."""
     path = normpath(location_href)
-    if path.startswith(("..", "/")) or path in (".", REPOMD_PATH):
+    if path.startswith(("..", "/")) or path in (".", REPOMD_PATH, REPOMD_SIGNATURE_PATH):
         raise MalformedMetadata(f"repodata/repomd.xml of {shown_url} lists a file outside the repository: {path}")
     return path
 
@@ -197,8 +202,11 @@ def _store(context: TaskContext, path: Path, served_at: str, type: str) -> Store
 
 def _content(yum: YumRepository) -> Content:
     counts = yum.content_counts()
-    updateinfo = yum.metadata(UPDATEINFO)
-    stop_if_asked(yum.should_stop, f"parse of {UPDATEINFO}")
+
+    def opened(type: str) -> tuple[Path, str] | None:
+        path = yum.metadata(type)
+        return (path, type) if path is not None else None
+
     return Content(
         counts={
             PACKAGES: counts.packages,
@@ -207,52 +215,69 @@ def _content(yum: YumRepository) -> Content:
             ENVIRONMENTS: counts.environments,
             MODULE_STREAMS: counts.module_streams,
         },
-        packages={(package.checksum_type, package.checksum) for package in yum.packages()},
-        advisories=advisory_ids(updateinfo, shown_as=UPDATEINFO) if updateinfo is not None else set(),
+        identities=_identities(opened, should_stop=yum.should_stop),
     )
 
 
 def _previous_content(
     configuration: RepositoryConfiguration, directory: Path, *, should_stop: StopCheck
 ) -> Content | None:
-    """The packages and advisories of the configuration's newest snapshot, read back from the
-    snapshot storage; None before its first."""
+    """The content of the configuration's newest snapshot, read back from the snapshot
+    storage; None before its first."""
     previous = Snapshot.objects.filter(repository_configuration=configuration).order_by("-created_at").first()
     if previous is None:
         return None
     directory.mkdir()
-    stored = {file.type: file for file in previous.files.all() if file.type in (PRIMARY, UPDATEINFO)}
-    packages: set[tuple[str, str]] = set()
-    advisories: set[str] = set()
-    if PRIMARY in stored:
-        shown_as = stored[PRIMARY].path
-        copy = _copy_out(stored[PRIMARY], directory, should_stop=should_stop)
-        primary = decompressed(copy, shown_as=shown_as, should_stop=should_stop)
-        read = iter_packages(primary, shown_as=shown_as, should_stop=should_stop)
-        packages = {(p.checksum_type, p.checksum) for p in read}
-    if UPDATEINFO in stored:
-        shown_as = stored[UPDATEINFO].path
-        copy = _copy_out(stored[UPDATEINFO], directory, should_stop=should_stop)
-        updateinfo = decompressed(copy, shown_as=shown_as, should_stop=should_stop)
-        stop_if_asked(should_stop, f"parse of {shown_as}")
-        advisories = advisory_ids(updateinfo, shown_as=stored[UPDATEINFO].path)
-    return Content(counts=previous.content_counts, packages=packages, advisories=advisories)
+    stored = {file.type: file for file in previous.files.all()}
+
+    def opened(type: str) -> tuple[Path, str] | None:
+        if type not in stored:
+            return None
+        shown_as = stored[type].path
+        copy = _copy_out(stored[type], directory, should_stop=should_stop)
+        return decompressed(copy, shown_as=shown_as, should_stop=should_stop), shown_as
+
+    return Content(counts=previous.content_counts, identities=_identities(opened, should_stop=should_stop))
+
+
+def _identities(opened: Opener, *, should_stop: StopCheck) -> dict[str, frozenset[object]]:
+    """The identities of the content of each type, from the metadata files that `opened` gives."""
+    identities: dict[str, frozenset[object]] = {}
+    if (primary := opened(PRIMARY)) is not None:
+        packages = iter_packages(primary[0], shown_as=primary[1], should_stop=should_stop)
+        identities[PACKAGES] = frozenset((package.checksum_type, package.checksum) for package in packages)
+    if (updateinfo := opened(UPDATEINFO)) is not None:
+        stop_if_asked(should_stop, f"parse of {updateinfo[1]}")
+        identities[ADVISORIES] = frozenset(advisory_ids(updateinfo[0], shown_as=updateinfo[1]))
+    # The first listed of comps.xml's plain and compressed forms, as the counts read it.
+    if (comps := next(filter(None, map(opened, COMPS_TYPES)), None)) is not None:
+        groups, environments = comps_ids(comps[0], shown_as=comps[1], should_stop=should_stop)
+        identities[GROUPS], identities[ENVIRONMENTS] = frozenset(groups), frozenset(environments)
+    if (modules := opened(MODULES)) is not None:
+        identities[MODULE_STREAMS] = frozenset(
+            module_stream_ids(modules[0], shown_as=modules[1], should_stop=should_stop)
+        )
+    return identities
 
 
 def _copy_out(file: SnapshotFile, directory: Path, *, should_stop: StopCheck) -> Path:
     target = directory / PurePosixPath(file.path).name
-    with snapshot_storage().open(blob_name(file.blob_id), "rb") as source, target.open("wb") as out:
-        for chunk in source.chunks():
-            stop_if_asked(should_stop, f"copy of the stored {file.path}")
-            out.write(chunk)
+    source = open_blob(file.blob_id)
+    try:
+        with target.open("wb") as out:
+            while chunk := source.read(COPY_CHUNK):
+                stop_if_asked(should_stop, f"copy of the stored {file.path}")
+                out.write(chunk)
+    finally:
+        source.close()
     return target
 
 
 def _difference(content: Content, other: Content | None) -> dict[str, int]:
-    """What `content` has that `other` has not: by key where keys are known, by count else."""
+    """How much of each type `content` has that `other` has not, by identity."""
     if other is None:
         return dict(content.counts)
-    difference = {key: max(0, count - other.counts.get(key, 0)) for key, count in content.counts.items()}
-    difference[PACKAGES] = len(content.packages - other.packages)
-    difference[ADVISORIES] = len(content.advisories - other.advisories)
-    return difference
+    return {
+        type: len(content.identities.get(type, frozenset()) - other.identities.get(type, frozenset()))
+        for type in content.counts
+    }

@@ -3,6 +3,8 @@
 Each count reads one decompressed metadata file: packages from primary.xml and advisories
 from updateinfo.xml with createrepo_c; groups and environments from comps.xml, and module
 streams from modules.yaml, which createrepo_c does not parse, counted cheaply by streaming.
+The ids of each (what a snapshot's added and removed counts compare) are read the same way,
+modules.yaml's with PyYAML.
 """
 
 import itertools
@@ -11,6 +13,7 @@ from pathlib import Path
 from xml.etree.ElementTree import ParseError
 
 import createrepo_c as cr
+import yaml
 from defusedxml import DefusedXmlException, EntitiesForbidden
 from defusedxml.ElementTree import iterparse
 
@@ -25,6 +28,10 @@ _MODULE_STREAM_LINE = b"document: modulemd"
 _LINE_LIMIT = 64 * 1024
 # How often (in elements or lines) a count asks whether to stop.
 _CHECK_EVERY = 1000
+# What tells module streams apart (libmodulemd's NSVCA).
+_MODULE_IDENTITY = ("name", "stream", "version", "context", "arch")
+# libyaml's loader where PyYAML was built with it, else the pure-Python one.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -60,12 +67,20 @@ def advisory_ids(updateinfo: Path, *, shown_as: str) -> set[str]:
 
 
 def count_comps(comps: Path, *, shown_as: str, should_stop: StopCheck = never) -> tuple[int, int]:
-    """How many package groups and environments the decompressed comps.xml defines.
+    """How many package groups and environments the decompressed comps.xml defines."""
+    groups, environments = comps_ids(comps, shown_as=shown_as, should_stop=should_stop)
+    return len(groups), len(environments)
+
+
+def comps_ids(comps: Path, *, shown_as: str, should_stop: StopCheck = never) -> tuple[list[str], list[str]]:
+    """The ids of the package groups and of the environments the decompressed comps.xml
+    defines, in its order (what snapshots compare them by).
 
     Parsed by the standard library's expat through defusedxml, which refuses entity
-    declarations; each top-level element is dropped once counted, so memory stays small.
+    declarations; each top-level element is dropped once read, so memory stays small.
     """
-    groups = environments = 0
+    groups: list[str] = []
+    environments: list[str] = []
     depth = 0
     try:
         for position, (event, element) in enumerate(iterparse(str(comps), events=("start", "end")), start=1):
@@ -77,9 +92,9 @@ def count_comps(comps: Path, *, shown_as: str, should_stop: StopCheck = never) -
             depth -= 1
             if depth == 1:
                 if element.tag == "group":
-                    groups += 1
+                    groups.append((element.findtext("id") or "").strip())
                 elif element.tag == "environment":
-                    environments += 1
+                    environments.append((element.findtext("id") or "").strip())
                 element.clear()
     except EntitiesForbidden as exc:
         raise entities_refused(shown_as, exc.name) from None
@@ -107,3 +122,28 @@ def count_module_streams(modules: Path, *, shown_as: str, should_stop: StopCheck
                 streams += 1
             at_line_start = piece.endswith(b"\n")
     return streams
+
+
+def module_stream_ids(modules: Path, *, shown_as: str, should_stop: StopCheck = never) -> set[str]:
+    """The module streams the decompressed modules.yaml defines, each by its identity
+    `name:stream:version:context:arch` (what snapshots compare them by).
+
+    Parsed with PyYAML's safe loader (plain data only), one document at a time; its size is
+    bounded by the decompression cap. Documents other than module streams (defaults,
+    obsoletes) are skipped.
+    """
+    ids = set()
+    try:
+        with modules.open("rb") as file:
+            for document in yaml.load_all(file, Loader=_SafeLoader):
+                stop_if_asked(should_stop, f"parse of {shown_as}")
+                if not isinstance(document, dict) or document.get("document") != "modulemd":
+                    continue
+                data = document.get("data")
+                if not isinstance(data, dict):
+                    raise MalformedMetadata(f"{shown_as} has a module stream without its data")
+                ids.add(":".join(str(data.get(field, "")) for field in _MODULE_IDENTITY))
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())
+        raise MalformedMetadata(f"{shown_as} is not valid YAML ({reason})") from None
+    return ids

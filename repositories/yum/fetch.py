@@ -46,6 +46,7 @@ from repositories.exceptions import (
     InvalidURL,
     PrivateAddressRefused,
     RedirectLoop,
+    RedirectRefused,
     RepositoryError,
     TLSError,
     TooManyRedirects,
@@ -53,6 +54,7 @@ from repositories.exceptions import (
     UnsupportedScheme,
 )
 from repositories.yum.stopping import StopCheck, never
+from repositories.yum.urls import requoted_path, requoted_query
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,9 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Never fetched, whatever REPOSITORIES_ALLOW_PRIVATE_URLS says: no repository is served from
 # them, and link-local holds the cloud metadata services that SSRF goes after.
 ALWAYS_REFUSED = frozenset({"unspecified", "link-local", "multicast", "reserved"})
+
+# NAT64's well-known prefix (RFC 6052): its addresses end with the IPv4 address they reach.
+NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 
 _CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
 
@@ -132,18 +137,22 @@ class _Target:
             host=host,
             port=port or (443 if scheme == "https" else 80),
             netloc=(f"[{host}]" if ":" in host else host) + (f":{port}" if port else ""),
-            path=(parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+            path=requoted_path(parts.path or "/") + (f"?{requoted_query(parts.query)}" if parts.query else ""),
             authorization=authorization,
         )
 
     def redirected(self, location: str) -> "_Target":
-        """The target a Location header points to. Credentials go along to the same origin only."""
+        """The target a Location header points to. Credentials go along to the same origin only;
+        a redirect that carries credentials of its own, or that leaves https for http, is
+        refused."""
         target = _Target.parse(urljoin(self.url, location))
-        if target.authorization is None and (target.scheme, target.host, target.port) == (
-            self.scheme,
-            self.host,
-            self.port,
-        ):
+        if target.authorization is not None:
+            raise RedirectRefused(
+                f"refused the redirect from {self.url} to {target.url}: it carries credentials of its own"
+            )
+        if self.scheme == "https" and target.scheme != "https":
+            raise RedirectRefused(f"refused the redirect from {self.url} to {target.url}: it leaves https for http")
+        if (target.scheme, target.host, target.port) == (self.scheme, self.host, self.port):
             target = replace(target, authorization=self.authorization)
         return target
 
@@ -245,9 +254,17 @@ def _checked_addresses(target: _Target, allow_private: bool) -> list[str]:
 
 
 def address_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """What kind of non-public address this is, or None for a public one."""
+    """What kind of non-public address this is, or None for a public one. An IPv6 address that
+    embeds an IPv4 one (IPv4-mapped, 6to4, Teredo, NAT64) is judged by both: the embedded
+    address is where its packets end up."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+        return _own_kind(address.ipv4_mapped)  # the IPv4 address itself, written as IPv6
+    kinds = [_own_kind(candidate) for candidate in (*_embedded(address), address)]
+    refused = [kind for kind in kinds if kind is not None]
+    return next((kind for kind in refused if kind in ALWAYS_REFUSED), refused[0] if refused else None)
+
+
+def _own_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     kinds = (
         ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),
@@ -260,6 +277,19 @@ def address_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str 
         if matches:
             return kind
     return None if address.is_global else "non-public"
+
+
+def _embedded(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: 6to4 (2002::/16), Teredo (its server and
+    client) and NAT64's well-known prefix (64:ff9b::/96)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    embedded = [address.sixtofour] if address.sixtofour is not None else []
+    if address.teredo is not None:
+        embedded.extend(address.teredo)
+    if address in NAT64_PREFIX:
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return embedded
 
 
 def _save(

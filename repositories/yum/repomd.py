@@ -10,6 +10,8 @@ from repositories.yum.checksum import file_checksum
 from repositories.yum.parsing import createrepo_errors
 
 REPOMD_PATH = "repodata/repomd.xml"
+# The detached OpenPGP signature of repomd.xml, which signed repositories serve beside it.
+REPOMD_SIGNATURE_PATH = "repodata/repomd.xml.asc"
 # A yum repository lists its packages in this file; a repomd.xml without it indexes nothing.
 PRIMARY = "primary"
 _HEAD_SIZE = 512

@@ -2,7 +2,6 @@
 
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from urllib.parse import urljoin
 
 from repositories.exceptions import HTTPNotFound, MalformedMetadata, NotAYumRepository
 from repositories.yum.checksum import verify_checksum
@@ -16,8 +15,16 @@ from repositories.yum.content import (
 )
 from repositories.yum.fetch import download, redact
 from repositories.yum.packages import Package, iter_packages
-from repositories.yum.repomd import PRIMARY, REPOMD_PATH, MetadataFile, Repomd, parse_repomd
+from repositories.yum.repomd import (
+    PRIMARY,
+    REPOMD_PATH,
+    REPOMD_SIGNATURE_PATH,
+    MetadataFile,
+    Repomd,
+    parse_repomd,
+)
 from repositories.yum.stopping import StopCheck, never, stop_if_asked
+from repositories.yum.urls import file_url
 
 UPDATEINFO = "updateinfo"
 MODULES = "modules"
@@ -35,7 +42,7 @@ class YumRepository:
     """
 
     def __init__(self, url: str, directory: Path, *, should_stop: StopCheck = never):
-        self.url = url if url.endswith("/") else f"{url}/"
+        self.url = file_url(url)
         self.shown_url = redact(self.url)
         self.directory = directory
         self.should_stop = should_stop
@@ -53,11 +60,21 @@ class YumRepository:
         if self._repomd is None:
             path = self.repomd_file
             try:
-                download(urljoin(self.url, REPOMD_PATH), path, should_stop=self.should_stop)
+                download(file_url(self.url, REPOMD_PATH), path, should_stop=self.should_stop)
             except HTTPNotFound as exc:
                 raise NotAYumRepository(f"{self.shown_url} is not a yum repository: {exc}") from None
             self._repomd = parse_repomd(path, repository=self.shown_url)
         return self._repomd
+
+    def repomd_signature(self) -> Path | None:
+        """repodata/repomd.xml.asc, the detached signature of repomd.xml, as served; None when
+        the repository has none (404). Fetch it after `repomd()`, which it signs."""
+        path = self.directory / PurePosixPath(REPOMD_SIGNATURE_PATH).name
+        try:
+            download(file_url(self.url, REPOMD_SIGNATURE_PATH), path, should_stop=self.should_stop)
+        except HTTPNotFound:
+            return None
+        return path
 
     def download(self, file: MetadataFile) -> Path:
         """Download a file that repomd.xml lists and verify its checksum; the file as served.
@@ -68,12 +85,12 @@ class YumRepository:
         if not (file.checksum_type and file.checksum):
             raise MalformedMetadata(f"{REPOMD_PATH} of {self.shown_url} gives no checksum for {file.location_href}")
         name = PurePosixPath(file.location_href).name
-        if name in ("", ".", "..", "repomd.xml"):
+        if name in ("", ".", "..", PurePosixPath(REPOMD_PATH).name, PurePosixPath(REPOMD_SIGNATURE_PATH).name):
             raise MalformedMetadata(
                 f"{REPOMD_PATH} of {self.shown_url} locates {file.type} at {file.location_href!r}, which is not a file"
             )
         path = self.directory / name
-        download(urljoin(self.url, file.location_href), path, should_stop=self.should_stop)
+        download(file_url(self.url, file.location_href), path, should_stop=self.should_stop)
         verify_checksum(path, file.checksum_type, file.checksum, shown_as=shown_as)
         self._downloaded[file.location_href] = path
         return path

@@ -13,6 +13,7 @@ import pytest
 from django.db import connection, transaction
 
 from repositories import services
+from repositories.handlers.introspect import INTROSPECTION_LOCK
 from repositories.models import Package, Repository, Snapshot
 from tasks import client
 from tasks.models import Task
@@ -97,6 +98,21 @@ def test_a_cancel_stops_an_introspection_waiting_for_another_on_its_shared_repos
 
     assert took < WITHIN
     assert_introspection_left_nothing(task_id, configuration.repository_id)
+
+
+def test_a_cancel_stops_an_introspection_waiting_for_the_repositorys_introspection_lock(pool, upstream):
+    """The lock that makes the introspections of a shared repository run one at a time."""
+    configuration = RepositoryConfigurationFactory(repository__url=upstream.url())
+
+    # Held as another introspection of the repository holds it.
+    with held(f"SELECT pg_advisory_xact_lock({INTROSPECTION_LOCK})", [str(configuration.repository_id)]):
+        task_id = services.repository_introspect(configuration=configuration)
+        wait_until(a_session_waits_for_a_lock, message="the introspection to wait for the lock")
+        took = cancel_and_time(task_id)
+
+    assert took < WITHIN
+    assert_introspection_left_nothing(task_id, configuration.repository_id)
+    assert not upstream.requests  # it never went past the lock
 
 
 @pytest.mark.parametrize(

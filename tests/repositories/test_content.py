@@ -6,7 +6,7 @@ import pytest
 
 from repositories.exceptions import MalformedMetadata, XMLEntitiesRefused
 from repositories.yum import ContentCounts, YumRepository
-from repositories.yum.content import count_module_streams
+from repositories.yum.content import comps_ids, count_module_streams, module_stream_ids
 from tests.repositories.conftest import BASH, PACKAGES, TMUX
 from tests.repositories.hostile import billion_laughs
 from tests.repositories.support import exactly
@@ -25,6 +25,16 @@ def test_each_kind_of_content_is_counted(yum_server, repository, work_dir):
     counts = YumRepository(yum_server().url(), work_dir).content_counts()
 
     assert counts == ContentCounts(packages=3, advisories=2, package_groups=2, environments=1, module_streams=1)
+
+
+def test_a_repository_url_with_a_query_keeps_it_for_every_file_it_fetches(yum_server, repository, work_dir):
+    server = yum_server()
+
+    counts = YumRepository(server.url("?token=a b"), work_dir).content_counts()
+
+    assert counts.packages == 3
+    assert server.targets and all(target.endswith("?token=a%20b") for target in server.targets)
+    assert "/repodata/repomd.xml?token=a%20b" in server.targets
 
 
 def test_a_repository_of_packages_only_counts_nothing_else(yum_server, repo_root, work_dir):
@@ -106,3 +116,33 @@ def test_module_streams_are_counted_by_their_documents_not_their_defaults(tmp_pa
     )
 
     assert count_module_streams(modules, shown_as="modules.yaml") == 2
+
+
+def test_module_streams_are_identified_by_name_stream_version_context_and_arch(tmp_path):
+    modules = tmp_path / "modules.yaml"
+    modules.write_bytes(
+        b"---\ndocument: modulemd\nversion: 2\ndata:\n  name: nodejs\n  stream: '20'\n  version: 9040020240101\n"
+        b"  context: rhel9\n  arch: x86_64\n  summary: Node\n...\n"
+        b"---\ndocument: modulemd-defaults\nversion: 1\ndata:\n  module: nodejs\n  stream: '20'\n...\n"
+        b"---\ndocument: modulemd\nversion: 2\ndata:\n  name: nodejs\n  stream: '20'\n  version: 9040020240101\n"
+        b"  context: rhel9\n  arch: aarch64\n...\n"
+    )
+
+    assert module_stream_ids(modules, shown_as="modules.yaml") == {
+        "nodejs:20:9040020240101:rhel9:x86_64",
+        "nodejs:20:9040020240101:rhel9:aarch64",
+    }
+
+
+def test_malformed_modules_yaml_is_malformed_metadata(tmp_path):
+    modules = tmp_path / "modules.yaml"
+    modules.write_bytes(b"---\ndocument: modulemd\ndata: [unclosed\n")
+
+    with pytest.raises(MalformedMetadata, match=r"^modules\.yaml is not valid YAML \(.+\)$"):
+        module_stream_ids(modules, shown_as="modules.yaml")
+
+
+def test_groups_and_environments_are_identified_by_their_ids(yum_server, repository, work_dir):
+    yum = YumRepository(yum_server().url(), work_dir)
+
+    assert comps_ids(yum.metadata("group"), shown_as="comps") == (["core", "shells"], ["minimal"])

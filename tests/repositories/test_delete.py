@@ -5,6 +5,7 @@ from repositories import services
 from repositories.models import Repository, RepositoryConfiguration, Snapshot
 from tasks import client
 from tasks.models import Task
+from tests.helpers import wait_until
 from tests.repositories.conftest import BASH, ZSH
 from tests.repositories.domain import (
     FlakyStorage,
@@ -99,3 +100,34 @@ def test_deleting_mid_snapshot_stops_it_and_leaves_nothing_behind(pool, upstream
     assert not RepositoryConfiguration.objects.filter(pk=configuration.pk).exists()
     assert not Snapshot.objects.exists()
     assert blob_rows() == stored_names(snapshot_storage) == set()
+
+
+def test_a_deletion_that_failed_for_good_is_queued_again_by_the_nightly_run(
+    pool, upstream, snapshot_storage, tasking_settings
+):
+    # A failure is retried at the janitor's next look (every heartbeat, 1 s here).
+    tasking_settings.TASKING = {**tasking_settings.TASKING, "RETRY_WAIT_UPPER_BOUND": 1.0}
+    configuration = add(upstream.url(), snapshot=True)
+    wait_for_status(snapshot_task_of(configuration))
+    FlakyStorage.away.set()
+    lost = services.repository_configuration_delete(configuration=configuration)
+    # While it waits for a retry, its deletion is not lost.
+    wait_for_status(lost, Task.Status.FAILED)
+    assert services.repositories_nightly().deletions == 0
+    wait_until(
+        lambda: Task.objects.filter(pk=lost, status=Task.Status.FAILED, next_retry_time__isnull=True).exists(),
+        timeout=20,
+        message="the deletion to fail for good",
+    )
+    assert RepositoryConfiguration.objects.get(pk=configuration.pk).deleted_at is not None  # stranded
+    FlakyStorage.away.clear()
+
+    done = services.repositories_nightly(request_id="nightly")
+
+    assert done.deletions == 1
+    [again] = Task.objects.filter(type="delete-repository-snapshots").exclude(pk=lost)
+    assert again.request_id == "nightly"
+    wait_for_status(again.pk)
+    assert not RepositoryConfiguration.objects.filter(pk=configuration.pk).exists()
+    assert_no_orphans(snapshot_storage)
+    assert services.repositories_nightly().deletions == 0

@@ -18,6 +18,7 @@ from repositories.exceptions import (
     InvalidURL,
     PrivateAddressRefused,
     RedirectLoop,
+    RedirectRefused,
     TLSError,
     TooManyRedirects,
     TruncatedDownload,
@@ -300,6 +301,19 @@ class TestTLS:
         with pytest.raises(TLSError, match=exactly(message)):
             download(url, destination)
 
+    def test_a_redirect_from_https_to_http_is_refused(
+        self, yum_server, tls_server, destination, localhost_certificate, monkeypatch
+    ):
+        monkeypatch.setenv("SSL_CERT_FILE", str(localhost_certificate[0]))
+        plain = yum_server()
+        tls_server.on("/downgrade", redirect(plain.url(REPOMD, host="localhost")))
+        url = tls_server.url("downgrade", host="localhost")
+
+        message = f"refused the redirect from {url} to {plain.url(REPOMD, host='localhost')}: it leaves https for http"
+        with pytest.raises(RedirectRefused, match=exactly(message)):
+            download(url, destination)
+        assert tls_server.requests and plain.requests == []
+
     def test_an_untrusted_certificate_is_refused(self, tls_server, destination):
         url = tls_server.url(REPOMD, host="localhost")
 
@@ -307,3 +321,61 @@ class TestTLS:
             TLSError, match=exactly(f"TLS certificate of localhost is not valid ({url}): self-signed certificate")
         ):
             download(url, destination)
+
+
+def test_a_redirect_that_carries_credentials_of_its_own_is_refused(yum_server, served, destination):
+    other = yum_server()
+    target = other.url(REPOMD).replace("http://", "http://someone:their-secret@")
+    served.on("/moved", redirect(target))
+
+    message = (
+        f"refused the redirect from {served.url('moved')} to {other.url(REPOMD)}: it carries credentials of its own"
+    )
+    with pytest.raises(RedirectRefused, match=exactly(message)):
+        download(served.url("moved"), destination)
+    assert other.requests == []
+
+
+def test_a_path_is_sent_percent_encoded_with_its_dot_segments_resolved_and_its_query(served, repository, destination):
+    (repository / "with space").mkdir()
+    (repository / "with space" / "file").write_bytes(b"spaced")
+
+    download(served.url("a/./b/../../with space/file?token=a b&x=%7e"), destination)
+
+    assert destination.read_bytes() == b"spaced"
+    assert served.targets == ["/with%20space/file?token=a%20b&x=~"]
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("::ffff:169.254.169.254", "link-local"),  # IPv4-mapped
+        ("2002:a9fe:a9fe::1", "link-local"),  # 6to4 of 169.254.169.254
+        ("2001:0:4136:e378:8000:63bf:5601:5601", "link-local"),  # Teredo, its client 169.254.169.254
+        ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64 of 169.254.169.254
+    ],
+)
+def test_an_ipv6_address_that_embeds_a_refused_ipv4_one_is_refused_even_where_private_urls_are_allowed(
+    allow_private_urls, destination, address, kind
+):
+    url = f"http://[{address}]/repo/"
+
+    message = f"refused {url}: {address} is a {kind} address; only public addresses are fetched"
+    with pytest.raises(PrivateAddressRefused, match=exactly(message)):
+        download(url, destination)
+
+
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [("::ffff:127.0.0.1", "loopback"), ("2002:7f00:1::", "loopback"), ("2002:a00:1::", "private")],
+)
+def test_an_ipv6_address_that_embeds_a_private_ipv4_one_is_refused_unless_allowed(
+    served, settings, destination, host, kind
+):
+    settings.REPOSITORIES = {**settings.REPOSITORIES, "ALLOW_PRIVATE_URLS": False}
+    url = f"http://[{host}]:{served.port}/{REPOMD}"
+
+    message = f"refused {url}: {host} is a {kind} address; only public addresses are fetched"
+    with pytest.raises(PrivateAddressRefused, match=exactly(message)):
+        download(url, destination)
+    assert served.requests == []

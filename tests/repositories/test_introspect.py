@@ -11,6 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.db import connection, transaction
+from rest_framework.test import APIClient
+
+from contentsources.api.identity import encode_identity
 from repositories import services
 from repositories.models import Package, Repository
 from tasks import client, queue
@@ -109,14 +113,15 @@ def test_an_unchanged_repository_is_not_parsed_again_unless_forced(pool, upstrea
     assert forced.last_introspection_update_time > first.last_introspection_update_time
 
 
-def test_of_two_introspections_of_one_repository_at_once_only_one_parses_it(pool, upstream, repository, caplog):
+def test_of_two_introspections_of_one_repository_at_once_only_one_downloads_it(pool, upstream, repository, caplog):
     """The nightly run introspects each configuration; organisations share a repository."""
     primary = record_path(repository, "primary").relative_to(repository).as_posix()
     gate = Gate()
     upstream.on(f"/{primary}", gate)
     configurations = [RepositoryConfigurationFactory(repository__url=upstream.url(), org_id=org) for org in "ab"]
     services.repositories_nightly()
-    wait_until(lambda: gate.arrivals == 2, message="both introspections to download primary.xml")
+    gate.wait_arrived()
+    wait_until(lambda: advisory_lock_waiters() == 1, message="the second introspection to wait for the first")
 
     with caplog.at_level(logging.INFO, logger="tasks.handler"):
         gate.opened.set()
@@ -126,9 +131,10 @@ def test_of_two_introspections_of_one_repository_at_once_only_one_parses_it(pool
     messages = [record.getMessage().split(" task_id=")[0] for record in caplog.records]
     url = upstream.url()
     assert sorted(message for message in messages if message.startswith("repository ")) == [
+        f"repository introspected meanwhile by another task url={url}",
         f"repository introspected url={url} packages=3",
-        f"repository unchanged, stored meanwhile by another introspection url={url}",
     ]
+    assert paths_requested(upstream).count(f"/{REPOMD}") == 1 and gate.arrivals == 1
     assert package_rows(configurations[0].repository_id) == described(*PACKAGES)
 
 
@@ -470,3 +476,65 @@ def test_a_run_that_no_longer_owns_its_task_records_nothing(transactional_db, up
     assert isinstance(run_handler(run), TaskInterrupted)
 
     assert Repository.objects.get(pk=valid.pk).last_introspection_time == valid.last_introspection_time
+
+
+def api_view(org_id: str, configuration) -> dict:
+    """The configuration as its organisation's API shows it."""
+    api = APIClient()
+    api.credentials(HTTP_X_RH_IDENTITY=encode_identity(org_id=org_id, account_number="acct", user="u"))
+    answer = api.get(f"/api/content-sources/v1/repositories/{configuration.uuid}/")
+    assert answer.status_code == 200, answer.content
+    return answer.json()
+
+
+def test_organisations_sharing_a_repository_introspect_it_once_and_see_the_same_result(pool, upstream, repository):
+    primary = f"/{record_path(repository, 'primary').relative_to(repository).as_posix()}"
+    gate = Gate()
+    upstream.on(primary, gate)
+    with transaction.atomic():  # queued together, as a nightly run queues them
+        acme = add(upstream.url(), org_id="acme")
+        globex = add(upstream.url(), org_id="globex")
+    gate.wait_arrived()
+    # The other task waits for the repository's lock, not for the server.
+    wait_until(lambda: advisory_lock_waiters() == 1, message="the second introspection to wait for the first")
+    gate.opened.set()
+
+    for configuration in (acme, globex):
+        wait_for_status(introspection_of(configuration))
+    assert paths_requested(upstream).count(f"/{REPOMD}") == 1
+    assert gate.arrivals == 1
+    for org_id, configuration in (("acme", acme), ("globex", globex)):
+        shown = api_view(org_id, configuration)
+        assert (shown["status"], shown["package_count"], shown["failed_introspections_count"]) == ("Valid", 3, 0)
+
+
+def test_a_failure_of_a_shared_repository_is_counted_once_and_shown_to_every_organisation(pool, upstream):
+    gate = Gate(status(503))
+    upstream.on(f"/{REPOMD}", gate)
+    with transaction.atomic():
+        acme = add(upstream.url(), org_id="acme")
+        globex = add(upstream.url(), org_id="globex")
+    gate.wait_arrived()
+    wait_until(lambda: advisory_lock_waiters() == 1, message="the second introspection to wait for the first")
+    gate.opened.set()
+
+    message = f"HTTP 503 Service Unavailable from {upstream.url(REPOMD)}"
+    ended = [wait_for_status(introspection_of(c), Task.Status.FAILED) for c in (acme, globex)]
+    assert sorted(task.error for task in ended) == [f"HTTPStatusError: {message}", f"IntrospectionFailed: {message}"]
+    assert gate.arrivals == 1
+    for org_id, configuration in (("acme", acme), ("globex", globex)):
+        shown = api_view(org_id, configuration)
+        assert (shown["status"], shown["failed_introspections_count"]) == ("Unavailable", 1)
+        assert shown["last_introspection_error"] == message
+
+    # A later introspection of one organisation counts a second failure, which both see.
+    gate.arrived.clear()
+    assert introspect(acme).status == Task.Status.FAILED
+    assert [api_view(o, c)["failed_introspections_count"] for o, c in (("acme", acme), ("globex", globex))] == [2, 2]
+
+
+def advisory_lock_waiters() -> int:
+    """How many database sessions wait for an advisory lock."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        return int(cursor.fetchone()[0])

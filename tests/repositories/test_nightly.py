@@ -11,7 +11,9 @@ from rest_framework.test import APIClient
 
 from contentsources.api.identity import encode_identity
 from repositories import services
+from repositories.exceptions import NightlyRunInProgress
 from repositories.services import Nightly
+from tasks import client
 from tasks.models import Task
 from tests.helpers import wait_until
 from tests.repositories.domain import listed_paths, run_in_thread, wait_for_status, waiting_for_a_lock
@@ -20,17 +22,19 @@ from tests.repositories.yum_server import status
 
 
 def configurations():
-    """Five configurations: three plain, two with snapshots, and one deleted."""
+    """Five configurations: three plain, two with snapshots, and one deleted (its deletion
+    queued, as the service queues it)."""
     live = RepositoryConfigurationFactory.create_batch(3) + RepositoryConfigurationFactory.create_batch(
         2, snapshot=True
     )
-    RepositoryConfigurationFactory(deleted=True, snapshot=True)
+    services.repository_configuration_delete(configuration=RepositoryConfigurationFactory(snapshot=True))
     return live
 
 
 def tasks_by_key() -> dict[str, list[Task]]:
+    """The introspect and snapshot tasks, by unique key."""
     found: dict[str, list[Task]] = {}
-    for task in Task.objects.prefetch_related("dependencies"):
+    for task in Task.objects.exclude(type=services.DELETE_SNAPSHOTS).prefetch_related("dependencies"):
         found.setdefault(task.unique_key, []).append(task)
     return found
 
@@ -69,10 +73,38 @@ def test_a_second_run_skips_what_is_still_pending_and_a_snapshot_does_not_wait_f
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_runs_at_once_queue_nothing_twice():
+def test_a_second_run_while_one_goes_on_queues_nothing_and_says_so():
+    live = configurations()
+    blocker = RepositoryConfigurationFactory()
+    first_pid: list[int] = []
+    with transaction.atomic():
+        # Another transaction holds the key of one introspection: the first run waits for it.
+        client.enqueue("introspect", {}, unique_key=services.unique_key(services.INTROSPECT, blocker))
+
+        def first():
+            connection.ensure_connection()
+            first_pid.append(connection.connection.info.backend_pid)
+            return services.repositories_nightly(batch_size=2)
+
+        one, first_outcome = run_in_thread(first)
+        wait_until(lambda: first_pid and waiting_for_a_lock(first_pid[0]), message="the first run to wait")
+
+        with pytest.raises(NightlyRunInProgress, match="^another nightly run is in progress: this one queued nothing$"):
+            services.repositories_nightly(batch_size=2)
+        transaction.set_rollback(True)
+    one.join(10)
+
+    assert first_outcome == [Nightly(introspections=6, snapshots=2, already_queued=0)]
+    assert all(len(tasks) == 1 for tasks in tasks_by_key().values())
+    assert len(tasks_by_key()) == 8 == len(live) + 3
+    # Over, it let go of the lock.
+    assert services.repositories_nightly().already_queued == 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_run_while_one_goes_on_in_a_transaction_queues_nothing_and_says_so():
     live = configurations()
     queued, commit = threading.Event(), threading.Event()
-    second_pid: list[int] = []
 
     def first():
         # Held open, so that the second runs entirely while the first's tasks are not committed.
@@ -82,23 +114,27 @@ def test_two_runs_at_once_queue_nothing_twice():
             assert commit.wait(10)
         return done
 
-    def second():
-        connection.ensure_connection()
-        second_pid.append(connection.connection.info.backend_pid)
-        assert queued.wait(10)
-        return services.repositories_nightly(batch_size=2)
-
     one, first_outcome = run_in_thread(first)
-    two, second_outcome = run_in_thread(second)
-    wait_until(lambda: second_pid and waiting_for_a_lock(second_pid[0]), message="the second run to wait")
+    assert queued.wait(10)
+
+    with pytest.raises(NightlyRunInProgress, match="^another nightly run is in progress: this one queued nothing$"):
+        services.repositories_nightly(batch_size=2)
     commit.set()
     one.join(10)
-    two.join(10)
 
     assert first_outcome == [Nightly(introspections=5, snapshots=2, already_queued=0)]
-    assert second_outcome == [Nightly(introspections=0, snapshots=0, already_queued=7)]
     assert all(len(tasks) == 1 for tasks in tasks_by_key().values())
     assert len(tasks_by_key()) == 7 == len(live) + 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_one_after_the_other_each_queue_what_has_ended_meanwhile():
+    """The lock is the run's, released at its end."""
+    configurations()
+    assert services.repositories_nightly().introspections == 5
+    Task.objects.exclude(type=services.DELETE_SNAPSHOTS).update(status=Task.Status.COMPLETED)
+
+    assert services.repositories_nightly() == Nightly(introspections=5, snapshots=2, already_queued=0)
 
 
 @pytest.mark.django_db

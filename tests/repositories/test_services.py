@@ -78,6 +78,27 @@ def test_one_repository_by_its_normalised_url_serves_every_organisation():
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
+    ("given", "normalized"),
+    [
+        ("https://mirror.example.com/rhel 9/base os", "https://mirror.example.com/rhel%209/base%20os/"),
+        ("https://mirror.example.com/a/./rhel9/../rhel9/baseos/.", URL.replace("rhel9/baseos", "a/rhel9/baseos")),
+        ("https://mirror.example.com/../rhel9/baseos", URL),
+        ("https://mirror.example.com/%7erepo/%2f/caf\u00e9", "https://mirror.example.com/~repo/%2F/caf%C3%A9/"),
+        (
+            "https://mirror.example.com/repo?token=a b&arch=x86_64",
+            "https://mirror.example.com/repo/?token=a%20b&arch=x86_64",
+        ),
+        ("https://mirror.example.com", "https://mirror.example.com/"),
+    ],
+)
+def test_a_url_is_normalised_percent_encoded_with_its_dot_segments_resolved_and_its_query_kept(given, normalized):
+    assert create(url=given).repository.url == normalized
+    # Written either way, it is the same repository.
+    assert create(url=normalized, name="again", org_id="globex").repository_id == Repository.objects.get().uuid
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
     ("fields", "field", "message"),
     [
         ({"name": "  "}, "name", "name is required"),

@@ -484,3 +484,35 @@ def test_dnf_lists_the_packages_of_a_snapshot(dnf, repository, served, live_app,
 
     assert by_file.returncode == 0, by_file.stderr
     assert sorted(by_file.stdout.split()) == expected
+
+
+# A detached signature as `gpg --armor --detach-sign repomd.xml` writes one: opaque bytes here.
+SIGNATURE = (
+    b"-----BEGIN PGP SIGNATURE-----\n\n"
+    b"iHUEABYKAB0WIQTZ0wIyRAzz7rFTbBcsfCn7eCjVhQUCZkH3xAAKCRAsfCn7eCjV\n"
+    b"hdN1AQDm0tXy1z4b5y2QX8E3mTj6bJ8v+gAuQnE4qz8lq0Ub6wD+N1w0Oj1JqXc3\n"
+    b"=Xk3Q\n-----END PGP SIGNATURE-----\n"
+)
+
+
+def test_repomd_signature_is_kept_with_the_snapshot_and_served_beside_repomd(
+    repository, yum_server, take_snapshot, transports
+):
+    (repository / "repodata" / "repomd.xml.asc").write_bytes(SIGNATURE)
+    snapshot = take_snapshot(yum_server().url())
+
+    assert snapshot.files.get(path="repodata/repomd.xml.asc").type == "repomd_signature"
+    for transport in transports:
+        answer = transport.request("GET", content_path(snapshot, "repodata/repomd.xml.asc"))
+        assert (answer.status, answer.body) == (200, SIGNATURE), transport.name
+        assert answer.headers["content-type"] == "application/pgp-signature"
+        assert answer.headers["content-length"] == str(len(SIGNATURE))
+
+
+def test_a_repository_without_a_signature_is_snapshotted_and_its_signature_is_not_found(repository, served, transports):
+    _, snapshot = served
+
+    assert not snapshot.files.filter(path="repodata/repomd.xml.asc").exists()
+    for transport in transports:
+        answer = transport.request("GET", content_path(snapshot, "repodata/repomd.xml.asc"))
+        assert answer.status == 404, transport.name

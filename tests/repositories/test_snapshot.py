@@ -74,9 +74,15 @@ def test_a_second_snapshot_counts_what_the_upstream_gained_and_lost(pool, upstre
         repository,
         [bash_update, ZSH, fish],
         advisories=[Advisory("RHSA-2024:0001", packages=(BASH,)), Advisory("RHSA-2024:0003", packages=(fish,))],
-        groups=[Group("core", packages=("bash",)), Group("shells", packages=("bash", "zsh", "fish"))],
+        # Groups and module streams by identity, not by position or content: "core" changed
+        # its packages and stays; "shells" left and "editors" came, at the same position; the
+        # tmux stream was rebuilt (a new version) and fish's came.
+        groups=[Group("core", packages=("bash", "zsh")), Group("editors", packages=("fish",))],
         environments=[],
-        modules=[ModuleStream("tmux", "3", packages=(TMUX,)), ModuleStream("fish", "3", packages=(fish,))],
+        modules=[
+            ModuleStream("tmux", "3", version=2, packages=(TMUX,)),
+            ModuleStream("fish", "3", packages=(fish,)),
+        ],
         revision="2",
     )
 
@@ -91,20 +97,19 @@ def test_a_second_snapshot_counts_what_the_upstream_gained_and_lost(pool, upstre
         "rpm.packageenvironment": 0,
         "rpm.modulemd": 2,
     }
-    # Packages and advisories by their keys; the rest by their counts.
     assert second.added_counts == {
         "rpm.package": 2,
         "rpm.advisory": 1,
-        "rpm.packagegroup": 0,
+        "rpm.packagegroup": 1,
         "rpm.packageenvironment": 0,
-        "rpm.modulemd": 1,
+        "rpm.modulemd": 2,
     }
     assert second.removed_counts == {
         "rpm.package": 2,
         "rpm.advisory": 1,
-        "rpm.packagegroup": 0,
+        "rpm.packagegroup": 1,
         "rpm.packageenvironment": 1,
-        "rpm.modulemd": 0,
+        "rpm.modulemd": 1,
     }
     assert files_of(second) == served_files(repository)
     assert Snapshot.objects.filter(repository_configuration=configuration).count() == 2

@@ -29,6 +29,8 @@ class YumServer:
         self.behaviours: dict[str, Behaviour] = {}
         # (path, headers) of each request, in order of arrival.
         self.requests: list[tuple[str, dict[str, str]]] = []
+        # The request target of each, as sent (query and percent-escapes included).
+        self.targets: list[str] = []
         self.stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, self, directory=str(root)))
         if tls is not None:
@@ -70,6 +72,7 @@ class _Handler(SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         self.state.requests.append((path, dict(self.headers.items())))
+        self.state.targets.append(self.path)
         behaviour = self.state.behaviours.get(path)
         if behaviour is None:
             super().do_GET()

@@ -136,9 +136,10 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError(f"--batch-size must be at least 1: {batch_size}")
         done = services.repositories_nightly(batch_size=batch_size)
+        deletions = f"; queued again the deletion of {done.deletions} deleted repositories" if done.deletions else ""
         self.stdout.write(
             f"queued {done.introspections} introspections and {done.snapshots} snapshots;"
-            f" {done.already_queued} were already queued"
+            f" {done.already_queued} were already queued{deletions}"
         )
 
     def _find(self, repository: str, org: str) -> RepositoryConfiguration:

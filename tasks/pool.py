@@ -166,7 +166,7 @@ class WorkerPool:
         that ended must not run again. What is still held is handed over, as the dispatcher
         does at its deadline."""
         with self._handoff.lock:
-            if self._handoff.recording:
+            if self._handoff.recording and self._dispatcher.is_alive():
                 return  # it holds what it is recording; their heartbeats expire if it never does
             left, self._handoff.outcomes = self._handoff.outcomes, []
         if left:

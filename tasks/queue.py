@@ -124,9 +124,12 @@ def enqueue(
         "dependencies_left": 0,
         "unique_key": unique_key,
     }
-    # Without dependencies the insert is one statement, atomic by itself: no transaction of
-    # its own (nor a savepoint in the caller's), so one round trip, not three.
-    with transaction.atomic() if dependency_ids else nullcontext(), _cursor() as cursor:
+    # Without dependencies and outside a caller's transaction, the insert is one statement,
+    # atomic by itself: no transaction of its own, so one round trip, not three. Inside a
+    # caller's transaction it keeps its savepoint: a failed insert must not leave the
+    # caller's transaction aborted behind Django's back (its COMMIT would roll back).
+    atomic = dependency_ids or connection.in_atomic_block
+    with transaction.atomic() if atomic else nullcontext(), _cursor() as cursor:
         if dependency_ids:
             rows = _execute(cursor, "lock_dependencies", {"ids": dependency_ids})
             missing = set(dependency_ids) - {row["id"] for row in rows}

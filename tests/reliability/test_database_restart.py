@@ -201,4 +201,4 @@ def test_an_end_held_through_an_outage_is_written_at_sigterm_before_the_exit(thr
     assert code == 0, process.log()
     assert statuses == {task_id: "completed"}, process.log()
     assert heartbeats == 0
-    assert stopped_in < 3.0
+    assert stopped_in < 3.0 + 2.0  # the grace, and room for a loaded machine to exit

@@ -396,3 +396,35 @@ def test_a_pool_is_alive_from_its_start_to_its_stop(start_pool):
     assert pool.alive()
     pool.stop(grace=0.5)
     assert not pool.alive()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the dispatcher's death
+def test_the_stop_records_the_ends_left_by_a_dispatcher_that_died(start_pool, monkeypatch):
+    """A dispatcher killed by an unexpected error while writing a step must not keep the stop
+    from recording the ends that came after: their tasks would run again once their
+    heartbeats expired."""
+    pool = start_pool(workers=2, types=["test.gate"])
+    client.enqueue("test.gate", {"gate": "first"})
+    second = client.enqueue("test.gate", {"gate": "second"})
+    wait_until(lambda: len(pool.running()) == 2, message="both tasks to run")
+    real = queue.finish_and_claim
+
+    def broken(outcomes, *args, **kwargs):
+        if outcomes:
+            raise RuntimeError("a bug in the dispatcher")
+        return real(outcomes, *args, **kwargs)
+
+    monkeypatch.setattr(queue, "finish_and_claim", broken)
+    recorder.gate("first").set()
+    wait_until(lambda: not pool._dispatcher.is_alive(), message="the dispatcher to die")
+    monkeypatch.setattr(queue, "finish_and_claim", real)
+    recorder.gate("second").set()
+    wait_until(
+        lambda: all(context.ended for context in pool.running() if context.task.id == second),
+        message="the second handler to end",
+    )
+
+    pool.stop(grace=1.0)
+
+    assert Task.objects.get(pk=second).status == Task.Status.COMPLETED
+    assert not Heartbeat.objects.filter(task_id=second).exists()

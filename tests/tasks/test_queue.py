@@ -6,7 +6,7 @@ import time
 import uuid
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from tasks import client, queue
 from tasks.exceptions import DependencyNotFound, TaskAlreadyQueued, TaskNotFound
@@ -605,3 +605,14 @@ def test_a_unique_key_stays_held_by_a_failed_task_waiting_for_its_retry():
     assert queue.retry_failed() == [first]
     queue.cancel(first)
     assert client.enqueue("test.flaky", {}, unique_key="refresh:1") != first  # the key is free again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_enqueue_inside_a_callers_transaction_leaves_the_callers_writes_to_commit():
+    """Without its savepoint, a failed insert aborted the caller's transaction behind Django's
+    back: the caller caught the error, and its COMMIT silently rolled back its own rows."""
+    with transaction.atomic():
+        mine = TaskFactory()
+        with pytest.raises(DatabaseError):
+            queue.enqueue(type="test.record", payloads_json=["{}"], org_id="x" * 300)
+    assert Task.objects.filter(pk=mine.pk).exists()

@@ -2,10 +2,12 @@
 `runworkers --metrics-port`, or read from this process's registry for a pool run in-process;
 and the table's statistics, taken by one session at a time."""
 
+import functools
 import re
 import signal
 import socket
 import urllib.request
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -17,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tasks import client, queue
 from tasks.models import Heartbeat, Task
 from tests.factories import HeartbeatFactory
+from tests.handlers import recorder
 from tests.helpers import wait_until
 
 Samples = dict[tuple[str, frozenset], float]
@@ -178,3 +181,28 @@ def test_one_session_at_a_time_takes_the_statistics_and_only_when_they_are_old(t
     taken = queue.refresh_stats(0.0)
     assert taken is not None and taken.taken_at > first.taken_at
     assert [(group.status, group.count) for group in taken.groups] == [("pending", 1)]
+
+
+def test_a_cancel_is_counted_once_however_long_the_handler_takes_to_stop(start_pool):
+    cancellations = sample("content_sources_task_cancellations_total")
+    canceled = client.enqueue("test.slow_to_stop", {"gate": "slow"})
+    beating = client.enqueue("test.slow_to_stop", {"gate": "slow"})  # shows the heartbeats go on
+    start_pool(workers=2, types=["test.slow_to_stop"])
+    wait_until(lambda: Heartbeat.objects.count() == 2, message="both runs to start")
+
+    client.cancel(canceled)
+    wait_until(
+        lambda: sample("content_sources_task_cancellations_total") == cancellations + 1, message="the cancel to arrive"
+    )
+
+    # The janitor's beats after the cancel find the run no longer owning its task, its handler
+    # still running: the same stop, not another cancellation.
+    def beat_after(last: datetime) -> bool:
+        return Heartbeat.objects.get(task_id=beating).heartbeat > last
+
+    for _ in range(3):
+        last = Heartbeat.objects.get(task_id=beating).heartbeat
+        wait_until(functools.partial(beat_after, last), message="a beat")
+    assert sample("content_sources_task_cancellations_total") == cancellations + 1
+    recorder.gate("slow").set()
+    wait_until(lambda: status(canceled) == Task.Status.CANCELED and status(beating) == Task.Status.COMPLETED)

@@ -59,20 +59,22 @@ class TaskMetrics(Observer):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._started: set[uuid.UUID] = set()  # the runs counted in RUNNING
+        # The runs counted in RUNNING, by token: a pool can run a task again (rescued from its
+        # stalled run) before the old run ends.
+        self._started: set[uuid.UUID | None] = set()  # (a claimed task always has its token)
 
     def task_started(self, task: Task) -> None:
         if task.started_at is not None:  # both from the database's clock
             MESSAGE_LATENCY.observe((task.started_at - task.queued_at).total_seconds())
         with self._lock:
-            self._started.add(task.id)
+            self._started.add(task.token)
         RUNNING.inc()
 
     def task_ended(self, outcome: Outcome, *, recorded: bool, retry_at: datetime | None) -> None:
         task = outcome.run.task
         with self._lock:
-            started = task.id in self._started
-            self._started.discard(task.id)
+            started = outcome.run.token in self._started
+            self._started.discard(outcome.run.token)
         if started:
             RUNNING.dec()
         if outcome.duration is not None:

@@ -206,3 +206,20 @@ def test_a_cancel_is_counted_once_however_long_the_handler_takes_to_stop(start_p
     assert sample("content_sources_task_cancellations_total") == cancellations + 1
     recorder.gate("slow").set()
     wait_until(lambda: status(canceled) == Task.Status.CANCELED and status(beating) == Task.Status.COMPLETED)
+
+
+def test_a_run_claimed_again_by_its_own_pool_leaves_the_running_gauge_right(start_pool):
+    running = sample("content_sources_running_tasks")
+    pool = start_pool(workers=2, types=["test.ignores_cancel"])
+    task_id = client.enqueue("test.ignores_cancel")
+    wait_until(lambda: len(recorder.runs) == 1, message="the first run")
+    [first] = pool.running()
+    assert queue.requeue(task_id, first.run.token, count_retry=True) == Task.Status.PENDING  # as a rescue does
+    wait_until(lambda: len(recorder.runs) == 2, message="the second run, in the same pool")
+    second = Task.objects.get(pk=task_id).token
+    wait_until(lambda: [context.run.token for context in pool.running()] == [second], message="the first run's end")
+    wait_until(lambda: sample("content_sources_running_tasks") == running + 1, message="one run counted")
+
+    client.cancel(task_id)
+
+    wait_until(lambda: sample("content_sources_running_tasks") == running, message="no run counted")

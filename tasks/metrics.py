@@ -34,7 +34,8 @@ MESSAGE_LATENCY = Histogram(
 )
 MESSAGE_RESULT = Counter(
     f"{PREFIX}message_result",
-    "Runs whose handler returned (state=success) or failed (state=failed); not those it stopped.",
+    "Runs whose handler returned (state=success) or failed (state=failed), as recorded; not those "
+    "stopped, nor those whose task was canceled or rescued meanwhile.",
     ["state"],
 )
 RUN_DURATION = Histogram(
@@ -79,6 +80,8 @@ class TaskMetrics(Observer):
             RUNNING.dec()
         if outcome.duration is not None:
             RUN_DURATION.labels(task.type).observe(outcome.duration)
+        if not recorded:  # canceled or rescued meanwhile: the run's end is not its task's
+            return
         if outcome.ending is Ending.COMPLETED:
             MESSAGE_RESULT.labels("success").inc()
         elif outcome.ending is Ending.FAILED:

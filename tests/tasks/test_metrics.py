@@ -223,3 +223,17 @@ def test_a_run_claimed_again_by_its_own_pool_leaves_the_running_gauge_right(star
     client.cancel(task_id)
 
     wait_until(lambda: sample("content_sources_running_tasks") == running, message="no run counted")
+
+
+def test_a_run_whose_end_is_discarded_is_no_result(start_pool):
+    success = sample("content_sources_message_result_total", state="success")
+    start_pool(workers=1, types=["test.ignores_cancel", "test.record"])
+    ignores = client.enqueue("test.ignores_cancel")  # returns as if done once told to stop
+    wait_until(lambda: len(recorder.runs) == 1, message="the run")
+    client.cancel(ignores)
+    after = client.enqueue("test.record")  # its end is reported after the first's (one dispatcher)
+
+    wait_until(lambda: status(after) == Task.Status.COMPLETED, message="the next task")
+    wait_until(lambda: sample("content_sources_message_result_total", state="success") > success, message="a result")
+    assert status(ignores) == Task.Status.CANCELED
+    assert sample("content_sources_message_result_total", state="success") == success + 1  # the next task's only

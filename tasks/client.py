@@ -141,6 +141,7 @@ def _enqueue(
             type,
             request_id or "-",
             status,
+            task={"task_id": str(task_ids[0]), "type": type, "org_id": org_id, "request_id": request_id},
         )
     else:
         log_on_commit(
@@ -186,7 +187,7 @@ def cancel(task_id: uuid.UUID | str) -> str:
         task_id = uuid.UUID(str(task_id))
     except ValueError:
         raise TaskNotFound(f"not a task id: {task_id!r}") from None
-    task = Task.objects.filter(pk=task_id).values("type", "request_id").first()
+    task = Task.objects.filter(pk=task_id).values("type", "org_id", "request_id").first()
     if task is None:
         raise TaskNotFound(f"task does not exist: {task_id}")
     handler = registry.find(task["type"])
@@ -202,5 +203,6 @@ def cancel(task_id: uuid.UUID | str) -> str:
         task["type"],
         task["request_id"] or "-",
         previous,
+        task={"task_id": str(task_id), "type": task["type"], "org_id": task["org_id"]},
     )
     return previous

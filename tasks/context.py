@@ -25,15 +25,24 @@ class TaskContext:
         self.payload: Any = run.task.payload  # JSON: whatever the enqueue gave
         self.logger = task_logger(run.task)
         self._stop = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._stops_told: set[StopReason] = set()
         self.stop_reason: StopReason | None = None
         # Set when the handler has returned: its end is being recorded, so a missing
         # heartbeat then means the end was written, not that the run lost its task.
         self.ended = False
 
-    def request_stop(self, reason: StopReason) -> None:
-        if self.stop_reason is None:
-            self.stop_reason = reason
+    def request_stop(self, reason: StopReason) -> bool:
+        """Tell the handler to stop; False if it was already told to for this reason (a cancel
+        heard, then found again at each heartbeat until the handler ends): nothing new to report."""
+        with self._stop_lock:
+            if reason in self._stops_told:
+                return False
+            self._stops_told.add(reason)
+            if self.stop_reason is None:
+                self.stop_reason = reason
         self._stop.set()
+        return True
 
     @property
     def stop_requested(self) -> bool:

@@ -67,8 +67,8 @@ class Janitor:
                         continue
                     canceled = statuses.get(context.task.id) == Task.Status.CANCELED
                     reason = StopReason.CANCELED if canceled else StopReason.LOST
-                    context.request_stop(reason)
-                    observers.task_stopped(context.task, reason)
+                    if context.request_stop(reason):
+                        observers.task_stopped(context.task, reason)
         finally:
             connection.close()
 

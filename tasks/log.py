@@ -23,16 +23,18 @@ current_request_id: ContextVar[str | None] = ContextVar("current_request_id", de
 current_task: ContextVar["Task | None"] = ContextVar("current_task", default=None)
 
 
-def log_on_commit(logger: logging.Logger, message: str, *args: object) -> None:
+def log_on_commit(logger: logging.Logger, message: str, *args: object, task: dict[str, object] | None = None) -> None:
     """Log an INFO line once the current transaction commits (at once outside one), as a line
     of the request being served now; nothing if the transaction rolls back: its rows never
-    existed."""
+    existed. A line about one task gives its fields (task_id, type, org_id, and request_id
+    when it is not the current request's) as `task`: in JSON they are fields of their own (in
+    text the message has them)."""
     request_id = current_request_id.get()
 
     def emit() -> None:
         token = current_request_id.set(request_id)
         try:
-            logger.info(message, *args)
+            logger.info(message, *args, extra=task)
         finally:
             current_request_id.reset(token)
 
@@ -121,10 +123,13 @@ class JsonFormatter(BaseJsonFormatter):
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         super().add_fields(log_data, record, message_dict)
-        task = task_of(record)
+        # A line about a task given by its fields (an enqueue, a cancel) keeps them, even when
+        # logged by another task's handler; its request, unless given (an enqueue's), is the
+        # one being served (or the handler's), as in text.
+        task = None if "task_id" in log_data else task_of(record)
         if task is not None:
             log_data.update(task_id=str(task.id), type=task.type, org_id=task.org_id)
-        request_id = (task.request_id if task is not None else None) or current_request_id.get()
+        request_id = (task.request_id if task is not None else log_data.get("request_id")) or current_request_id.get()
         log_data["request_id"] = request_id
         for key in ("message", "exc_info"):
             if isinstance(log_data.get(key), str) and "://" in log_data[key]:

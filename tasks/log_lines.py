@@ -51,8 +51,10 @@ class TaskLogging(Observer):
             self.logger.info("stopping a %s task %s", reason, Fields(task))
 
     def task_rescued(self, task_id: uuid.UUID, status: str) -> None:
-        self.logger.warning("task rescued from a dead worker task_id=%s status=%s", task_id, status)
+        self.logger.warning(
+            "task rescued from a dead worker task_id=%s status=%s", task_id, status, extra={"task_id": str(task_id)}
+        )
 
     def tasks_retried(self, task_ids: list[uuid.UUID]) -> None:
         for task_id in task_ids:
-            self.logger.info("failed task requeued for retry task_id=%s", task_id)
+            self.logger.info("failed task requeued for retry task_id=%s", task_id, extra={"task_id": str(task_id)})

@@ -34,7 +34,8 @@ MESSAGE_LATENCY = Histogram(
 )
 MESSAGE_RESULT = Counter(
     f"{PREFIX}message_result",
-    "Runs whose handler returned (state=success) or failed (state=failed); not those it stopped.",
+    "Runs whose handler returned (state=success) or failed (state=failed), as recorded; not those "
+    "stopped, nor those whose task was canceled or rescued meanwhile.",
     ["state"],
 )
 RUN_DURATION = Histogram(
@@ -59,24 +60,28 @@ class TaskMetrics(Observer):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._started: set[uuid.UUID] = set()  # the runs counted in RUNNING
+        # The runs counted in RUNNING, by token: a pool can run a task again (rescued from its
+        # stalled run) before the old run ends.
+        self._started: set[uuid.UUID | None] = set()  # (a claimed task always has its token)
 
     def task_started(self, task: Task) -> None:
         if task.started_at is not None:  # both from the database's clock
             MESSAGE_LATENCY.observe((task.started_at - task.queued_at).total_seconds())
         with self._lock:
-            self._started.add(task.id)
+            self._started.add(task.token)
         RUNNING.inc()
 
     def task_ended(self, outcome: Outcome, *, recorded: bool, retry_at: datetime | None) -> None:
         task = outcome.run.task
         with self._lock:
-            started = task.id in self._started
-            self._started.discard(task.id)
+            started = outcome.run.token in self._started
+            self._started.discard(outcome.run.token)
         if started:
             RUNNING.dec()
         if outcome.duration is not None:
             RUN_DURATION.labels(task.type).observe(outcome.duration)
+        if not recorded:  # canceled or rescued meanwhile: the run's end is not its task's
+            return
         if outcome.ending is Ending.COMPLETED:
             MESSAGE_RESULT.labels("success").inc()
         elif outcome.ending is Ending.FAILED:

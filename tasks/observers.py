@@ -29,7 +29,8 @@ class Observer:
 
     def task_stopped(self, task: "Task", reason: str) -> None:
         """A run was told to stop: its task was canceled (`reason` "canceled"), or it lost its
-        task ("lost": rescued from under the pool). (A pool's stop tells its runs, not them.)"""
+        task ("lost": rescued from under the pool); once for each reason, however often the pool
+        finds it again before the handler ends. (A pool's stop tells its runs, not them.)"""
 
     def task_rescued(self, task_id: uuid.UUID, status: str) -> None:
         """A janitor requeued (or failed, past its retries) the task of a dead worker, or

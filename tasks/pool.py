@@ -113,8 +113,8 @@ class WorkerPool:
                 }
                 self._early_cancels[task_id] = now
                 return
-        context.request_stop(StopReason.CANCELED)
-        observers.task_stopped(context.task, StopReason.CANCELED)
+        if context.request_stop(StopReason.CANCELED):
+            observers.task_stopped(context.task, StopReason.CANCELED)
 
     def alive(self) -> bool:
         """Whether every thread of the pool runs and its listener, if it has one, is
@@ -312,12 +312,12 @@ class WorkerPool:
                 previous = self._running.get(context.task.id)
                 if previous is not None:
                     # A run of ours that stalled, was rescued, and is claimed again by us.
-                    previous.request_stop(StopReason.LOST)
-                    observers.task_stopped(previous.task, StopReason.LOST)
+                    if previous.request_stop(StopReason.LOST):
+                        observers.task_stopped(previous.task, StopReason.LOST)
                 self._running[context.task.id] = context
                 if self._early_cancels.pop(context.task.id, None) is not None:
-                    context.request_stop(StopReason.CANCELED)
-                    observers.task_stopped(context.task, StopReason.CANCELED)
+                    if context.request_stop(StopReason.CANCELED):
+                        observers.task_stopped(context.task, StopReason.CANCELED)
         claimed_at = time.monotonic()
         with handoff.lock:
             handoff.inbox.extend((context, claimed_at) for context in contexts)

@@ -66,6 +66,14 @@ def ignores_cancel(context):
     context.wait(30)
 
 
+@handler("test.slow_to_stop", cancellable=True)
+def slow_to_stop(context):
+    """Record the run, then wait for the gate named in the payload, heeding no stop request
+    meanwhile (a handler between two of its checks)."""
+    recorder.record(context)
+    recorder.gate(context.payload["gate"]).wait(30)
+
+
 @handler("test.progress")
 def progress(context):
     """Save the next step in the payload."""

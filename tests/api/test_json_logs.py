@@ -12,10 +12,11 @@ import pytest
 
 from contentsources.api.identity import encode_identity
 from repositories.services import INTROSPECT
+from tasks import client
 from tasks.log import JsonFormatter
 from tasks.models import Task
 from tests.api.conftest import API
-from tests.api.factories import ORG_A
+from tests.api.factories import ORG_A, TaskFactory
 from tests.helpers import wait_until
 
 
@@ -70,6 +71,26 @@ def test_a_task_s_json_lines_carry_the_request_id_of_the_request_that_enqueued_i
     assert any(line["logger"] == "tasks.pool" and "task completed" in line["message"] for line in of_task)
     for line in of_task:
         assert (line["type"], line["org_id"], line["request_id"]) == (INTROSPECT, ORG_A, "req-json-1"), line
+
+
+def test_the_json_lines_of_an_enqueue_and_a_cancel_carry_the_task_s_fields_and_the_request_s_id(
+    api, json_lines, django_capture_on_commit_callbacks
+):
+    task = TaskFactory(type="diagnostics.sleep", org_id=ORG_A, request_id="req-enqueue")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(f"{API}tasks/{task.id}/cancel/", HTTP_X_RH_INSIGHTS_REQUEST_ID="req-cancel")
+        child = client.enqueue("diagnostics.noop", org_id=ORG_A, request_id="req-cancel")
+
+    assert response.status_code == 204
+    lines = {line["message"].split(" task_id=")[0]: line for line in map(json.loads, json_lines)}
+    fields = ("task_id", "type", "org_id", "request_id")
+    # The cancel is the cancelling request's line, about the task it canceled (text says the
+    # same, with the enqueuing request as task_request_id).
+    canceled = lines["task canceled"]
+    assert [canceled.get(key) for key in fields] == [str(task.id), "diagnostics.sleep", ORG_A, "req-cancel"]
+    enqueued = lines["task enqueued"]
+    assert [enqueued.get(key) for key in fields] == [str(child), "diagnostics.noop", ORG_A, "req-cancel"]
 
 
 def test_a_refused_host_is_a_warning_without_traceback(app_server):

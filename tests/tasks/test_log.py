@@ -5,6 +5,7 @@ from datetime import datetime
 
 from tasks import client
 from tasks.log import Fields, JsonFormatter, RedactingFormatter, current_request_id, redact, task_fields
+from tasks.log_lines import TaskLogging
 from tasks.models import Task
 from tests.helpers import wait_until
 
@@ -70,6 +71,20 @@ def test_a_json_line_has_the_request_id_of_the_request_being_served_and_hides_pa
     assert line["request_id"] == "req-5" and "task_id" not in line
     assert line["message"] == "fetch https://u:***@h/"
     assert "request_id" not in json_line(record)  # outside a request: no field
+
+
+def test_the_json_lines_of_a_rescue_and_a_retry_carry_the_task_id(caplog):
+    task_id = uuid.uuid4()
+    with caplog.at_level(logging.INFO, logger="tasks.pool"):
+        TaskLogging().task_rescued(task_id, "pending")
+        TaskLogging().tasks_retried([task_id])
+
+    lines = [json_line(record) for record in caplog.records]
+    assert [line["message"].split(" task_id=")[0] for line in lines] == [
+        "task rescued from a dead worker",
+        "failed task requeued for retry",
+    ]
+    assert all(line["task_id"] == str(task_id) for line in lines), lines
 
 
 def test_a_json_line_of_an_unexpected_error_carries_its_traceback():

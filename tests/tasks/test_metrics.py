@@ -2,10 +2,12 @@
 `runworkers --metrics-port`, or read from this process's registry for a pool run in-process;
 and the table's statistics, taken by one session at a time."""
 
+import functools
 import re
 import signal
 import socket
 import urllib.request
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -17,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tasks import client, queue
 from tasks.models import Heartbeat, Task
 from tests.factories import HeartbeatFactory
+from tests.handlers import recorder
 from tests.helpers import wait_until
 
 Samples = dict[tuple[str, frozenset], float]
@@ -178,3 +181,59 @@ def test_one_session_at_a_time_takes_the_statistics_and_only_when_they_are_old(t
     taken = queue.refresh_stats(0.0)
     assert taken is not None and taken.taken_at > first.taken_at
     assert [(group.status, group.count) for group in taken.groups] == [("pending", 1)]
+
+
+def test_a_cancel_is_counted_once_however_long_the_handler_takes_to_stop(start_pool):
+    cancellations = sample("content_sources_task_cancellations_total")
+    canceled = client.enqueue("test.slow_to_stop", {"gate": "slow"})
+    beating = client.enqueue("test.slow_to_stop", {"gate": "slow"})  # shows the heartbeats go on
+    start_pool(workers=2, types=["test.slow_to_stop"])
+    wait_until(lambda: Heartbeat.objects.count() == 2, message="both runs to start")
+
+    client.cancel(canceled)
+    wait_until(
+        lambda: sample("content_sources_task_cancellations_total") == cancellations + 1, message="the cancel to arrive"
+    )
+
+    # The janitor's beats after the cancel find the run no longer owning its task, its handler
+    # still running: the same stop, not another cancellation.
+    def beat_after(last: datetime) -> bool:
+        return Heartbeat.objects.get(task_id=beating).heartbeat > last
+
+    for _ in range(3):
+        last = Heartbeat.objects.get(task_id=beating).heartbeat
+        wait_until(functools.partial(beat_after, last), message="a beat")
+    assert sample("content_sources_task_cancellations_total") == cancellations + 1
+    recorder.gate("slow").set()
+    wait_until(lambda: status(canceled) == Task.Status.CANCELED and status(beating) == Task.Status.COMPLETED)
+
+
+def test_a_run_claimed_again_by_its_own_pool_leaves_the_running_gauge_right(start_pool):
+    running = sample("content_sources_running_tasks")
+    pool = start_pool(workers=2, types=["test.ignores_cancel"])
+    task_id = client.enqueue("test.ignores_cancel")
+    wait_until(lambda: len(recorder.runs) == 1, message="the first run")
+    [first] = pool.running()
+    assert queue.requeue(task_id, first.run.token, count_retry=True) == Task.Status.PENDING  # as a rescue does
+    wait_until(lambda: len(recorder.runs) == 2, message="the second run, in the same pool")
+    second = Task.objects.get(pk=task_id).token
+    wait_until(lambda: [context.run.token for context in pool.running()] == [second], message="the first run's end")
+    wait_until(lambda: sample("content_sources_running_tasks") == running + 1, message="one run counted")
+
+    client.cancel(task_id)
+
+    wait_until(lambda: sample("content_sources_running_tasks") == running, message="no run counted")
+
+
+def test_a_run_whose_end_is_discarded_is_no_result(start_pool):
+    success = sample("content_sources_message_result_total", state="success")
+    start_pool(workers=1, types=["test.ignores_cancel", "test.record"])
+    ignores = client.enqueue("test.ignores_cancel")  # returns as if done once told to stop
+    wait_until(lambda: len(recorder.runs) == 1, message="the run")
+    client.cancel(ignores)
+    after = client.enqueue("test.record")  # its end is reported after the first's (one dispatcher)
+
+    wait_until(lambda: status(after) == Task.Status.COMPLETED, message="the next task")
+    wait_until(lambda: sample("content_sources_message_result_total", state="success") > success, message="a result")
+    assert status(ignores) == Task.Status.CANCELED
+    assert sample("content_sources_message_result_total", state="success") == success + 1  # the next task's only

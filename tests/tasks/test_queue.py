@@ -490,12 +490,12 @@ def test_retry_failed_requeues_due_tasks_only():
         assert get(other.id).status == Task.Status.FAILED
 
 
-def test_requeue_failed_puts_a_failed_task_back_counting_no_retry():
+def test_requeue_failed_puts_a_failed_task_back_with_its_retries_unused():
     failed = TaskFactory(failed=True, retries=2)
     pending = TaskFactory()
     assert queue.requeue_failed(failed.id) == Task.Status.FAILED
     task = get(failed.id)
-    assert (task.status, task.retries, task.error, task.token) == (Task.Status.PENDING, 2, None, None)
+    assert (task.status, task.retries, task.error, task.token) == (Task.Status.PENDING, 0, None, None)
     assert queue.requeue_failed(pending.id) == Task.Status.PENDING
     with pytest.raises(TaskNotFound):
         queue.requeue_failed(uuid.uuid4())

@@ -145,7 +145,16 @@ def test_a_cleanup_window_reads_the_old_end_of_the_queued_index(big_table):
             " now() - interval '30 days', now() - interval '30 days', gen_random_uuid(), 0, 0, false, 0"
             " FROM generate_series(1, 20000)"
         )
+        # The blocked tasks' edges: on an empty task_dependencies a sequential scan is the
+        # right plan, and the guards below would be judged on nothing.
+        cursor.execute(
+            "INSERT INTO task_dependencies (task_id, dependency_id)"
+            " SELECT b.id, c.id FROM"
+            " (SELECT id, row_number() OVER () AS n FROM tasks WHERE status = 'pending' AND dependencies_left = 1) b"
+            " JOIN (SELECT id, row_number() OVER () AS n FROM tasks WHERE status = 'completed') c USING (n)"
+        )
         cursor.execute("ANALYZE tasks")
+        cursor.execute("ANALYZE task_dependencies")
     day = 86400.0
     params = {
         "types": ["test.record"],

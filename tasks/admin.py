@@ -185,7 +185,7 @@ class TaskAdmin(ReadOnlyAdmin[Task]):
 
     @admin.action(description="Requeue selected failed tasks", permissions=["cancel"])
     def requeue_failed_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-        """Through the queue, as a retry would, but at once and with no retry used."""
+        """Through the queue, as a retry would, but at once and with its retries given back."""
         requeued = 0
         for task_id in queryset.values_list("id", flat=True):
             try:

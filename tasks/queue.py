@@ -491,7 +491,7 @@ def retry_failed() -> list[uuid.UUID]:
 
 
 def requeue_failed(task_id: uuid.UUID) -> str:
-    """Put a failed task back to pending now, with no retry used; return the status it had (a
+    """Put a failed task back to pending now, its retries given back; return the status it had (a
     task that is not failed is left as it is).
 
     Raises TaskNotFound; TaskBusy when another transaction holds the task; TaskAlreadyQueued,

@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,3 +63,21 @@ def debian_command(command: str, package: str) -> str:
         why = (done.stderr.strip().splitlines() or ["no output"])[-1]
         pytest.skip(f"{command} is not installed, and apt-get install -y {package} failed: {why}")
     return found
+
+
+def assert_one_line_command_error(args: list[bytes], message: str) -> None:
+    """Run `manage.py` with raw byte arguments on the test database: it must fail with one
+    `CommandError:` line on stderr containing `message`, no traceback and no output."""
+    result = subprocess.run(
+        [sys.executable.encode(), b"manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url(), "SECRET_KEY": "test"},
+        capture_output=True,
+        timeout=60,
+    )
+    stderr = result.stderr.decode(errors="replace")
+    assert result.returncode != 0
+    assert result.stdout == b""
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith("CommandError: ") and message in stderr, stderr

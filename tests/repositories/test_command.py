@@ -1,10 +1,7 @@
 """`manage.py repositories`: add, list, show, nightly and delete, and one-line errors."""
 
 import io
-import os
 import re
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -13,7 +10,7 @@ from django.core.management.base import CommandError
 
 from repositories.models import RepositoryConfiguration
 from tasks.models import Task
-from tests.helpers import ROOT, database_url
+from tests.helpers import assert_one_line_command_error
 from tests.repositories.domain import snapshot_task_of, wait_for_status
 from tests.repositories.factories import RepositoryConfigurationFactory
 
@@ -147,18 +144,5 @@ def test_bad_input_is_a_one_line_command_error(args, message):
     ],
 )
 def test_bytes_that_are_not_utf8_on_the_command_line_are_a_one_line_error(args, message):
-    result = subprocess.run(
-        [sys.executable.encode(), b"manage.py", b"repositories", *args],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url(), "SECRET_KEY": "test"},
-        capture_output=True,
-        timeout=60,
-    )
-
-    stderr = result.stderr.decode(errors="replace")
-    assert result.returncode != 0
-    assert result.stdout == b""
-    assert "Traceback" not in stderr
-    assert len(stderr.strip().splitlines()) == 1, stderr
-    assert stderr.startswith("CommandError: ") and message in stderr, stderr
+    assert_one_line_command_error([b"repositories", *args], message)
     assert not RepositoryConfiguration.objects.exists()

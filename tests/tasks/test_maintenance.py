@@ -23,7 +23,7 @@ from django.utils import timezone
 from tasks import client, registry
 from tasks.models import Heartbeat, Task, TaskDependency
 from tests.factories import HeartbeatFactory, TaskFactory
-from tests.helpers import ROOT, database_url, wait_until
+from tests.helpers import ROOT, assert_one_line_command_error, database_url, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -485,18 +485,7 @@ def test_bad_input_is_one_line_without_traceback_and_writes_nothing(args, messag
     failed = aged("diagnostics.fail", "failed", 0)
     pending = aged("diagnostics.noop", "pending", 0)
     before = state()
-    result = subprocess.run(
-        [sys.executable.encode(), b"manage.py", b"tasks", *args],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url(), "SECRET_KEY": "test"},
-        capture_output=True,
-        timeout=60,
-    )
-    stderr = result.stderr.decode(errors="replace")
-    assert result.returncode != 0
-    assert result.stdout == b""
-    assert len(stderr.strip().splitlines()) == 1, stderr
-    assert stderr.startswith("CommandError: ") and message in stderr, stderr
+    assert_one_line_command_error([b"tasks", *args], message)
     assert state() == before
     assert {failed.id, pending.id} <= {row[0] for row in before}
 

@@ -1,10 +1,7 @@
 import datetime
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -15,7 +12,7 @@ from django.utils import timezone
 from tasks import client
 from tasks.models import Task
 from tests.factories import HeartbeatFactory, TaskFactory
-from tests.helpers import ROOT, database_url
+from tests.helpers import assert_one_line_command_error
 
 pytestmark = pytest.mark.django_db
 
@@ -246,17 +243,5 @@ def test_enqueued_task_can_be_shown_and_canceled_through_the_client():
 )
 def test_command_line_error_is_one_line_without_traceback_and_writes_nothing(args, message):
     before = Task.objects.count()
-    result = subprocess.run(
-        [sys.executable.encode(), b"manage.py", *args],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url(), "SECRET_KEY": "test"},
-        capture_output=True,
-        timeout=60,
-    )
-    stderr = result.stderr.decode(errors="replace")
-    assert result.returncode != 0
-    assert result.stdout == b""
-    assert "Traceback" not in stderr
-    assert len(stderr.strip().splitlines()) == 1, stderr
-    assert stderr.startswith("CommandError: ") and message in stderr, stderr
+    assert_one_line_command_error([*args], message)
     assert Task.objects.count() == before

@@ -16,21 +16,24 @@ is found by `collect_garbage`.
 import io
 import logging
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol, TypeGuard
 
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
-from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
 
 from repositories.conf import repositories
 from repositories.yum.stopping import StopCheck, never, stop_if_asked
+
+if TYPE_CHECKING:
+    from storages.backends.s3 import S3Storage
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +74,21 @@ def open_blob(sha256: str, *, start: int = 0, length: int | None = None) -> Read
     name = blob_name(sha256)
     if length == 0:
         return io.BytesIO(b"")
-    if isinstance(storage, S3Storage):
+    if _is_s3(storage):
         request = {} if start == 0 and length is None else {"Range": f"bytes={start}-{_end(start, length)}"}
         body: Readable = storage.bucket.Object(storage._normalize_name(clean_name(name))).get(**request)["Body"]
         return body
     file = storage.open(name, "rb")
     file.seek(start)
     return file if length is None else _Slice(file, length)
+
+
+def _is_s3(storage: Storage) -> TypeGuard["S3Storage"]:
+    """Whether the storage is django-storages' S3 backend, without importing it (boto3 is
+    ~25 MiB in every process, the workers' included): an instance of its class means that the
+    module was loaded already, when the storage was made from the settings."""
+    s3 = sys.modules.get("storages.backends.s3")
+    return s3 is not None and isinstance(storage, s3.S3Storage)
 
 
 def _end(start: int, length: int | None) -> str:

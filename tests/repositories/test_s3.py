@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from botocore.response import StreamingBody
 from django.test import Client
 
 from repositories import services
@@ -166,5 +167,6 @@ def test_the_garbage_collection_deletes_an_s3_stores_unreferenced_files_once_old
     assert sorted(collect_garbage()) == sorted([unused, rowless])
     assert set(objects(bucket)) == {blob_name(used)}
     body = open_blob(used, start=2, length=8)
+    assert isinstance(body, StreamingBody)  # the store's ranged GET, not the whole object downloaded
     assert body.read() == b"a snapshot's repomd.xml"[2:10]
     body.close()

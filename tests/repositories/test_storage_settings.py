@@ -1,6 +1,9 @@
 """The snapshot storage is whatever settings say: a directory by default, an S3-compatible store
 through django-storages with nothing but settings."""
 
+import subprocess
+import sys
+
 from django.core.files.storage import FileSystemStorage
 
 from repositories.storage import blob_name, snapshot_storage
@@ -26,3 +29,16 @@ def test_an_s3_store_needs_only_settings(settings):
     assert isinstance(storage, S3Storage)
     assert (storage.bucket_name, storage.endpoint_url) == ("snapshots", "https://s3.example.com")
     assert storage.file_overwrite  # a blob's name is its content: saving it again must not rename it
+
+
+def test_a_process_on_the_default_storage_never_loads_boto3():
+    """The S3 backend's module (and boto3, ~25 MiB) is imported only when the settings name it:
+    a `runworkers` process on a directory would otherwise carry it for nothing."""
+    code = (
+        "import sys, django; django.setup();"
+        "from django.core.management import load_command_class; load_command_class('tasks', 'runworkers');"
+        "from repositories.storage import open_blob, snapshot_storage; snapshot_storage();"
+        "print(sorted(m for m in ('boto3', 'botocore', 'storages.backends.s3') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

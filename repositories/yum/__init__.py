@@ -6,6 +6,17 @@
 `parsing` (createrepo_c's errors). Every failure is a `repositories.exceptions.RepositoryError`.
 """
 
+import os
+from pathlib import Path
+
+# createrepo_c's librpm reads its configuration when it is imported, and on a host without
+# rpm (Debian's default) writes "error: Unable to open /usr/lib/rpm/rpmrc" to stderr: a line
+# before every command's own output. The yum layer reads metadata, never a package's header,
+# and needs nothing of that configuration: librpm is pointed at an empty one when the host has
+# none. Before the imports below, which load createrepo_c.
+if "RPM_CONFIGDIR" not in os.environ and not Path("/usr/lib/rpm/rpmrc").exists():
+    os.environ["RPM_CONFIGDIR"] = str(Path(__file__).resolve().parent / "rpm")
+
 from repositories.yum.content import ContentCounts
 from repositories.yum.fetch import download
 from repositories.yum.packages import Package, iter_packages

@@ -15,11 +15,15 @@ from tasks.context import TaskContext
 from tasks.queue import Ending, Outcome
 
 # Runs are claimed ahead of the idle workers, so that the workers have their next runs in
-# hand while the dispatcher's transaction is on its way: one for each run of the last batch
-# that took less than AHEAD_AFTER_RUNS_UNDER seconds (short runs predict short runs), never
-# more than there are workers. A run claimed ahead that no worker has started after
-# AHEAD_HOLD seconds goes back to the queue without using a retry, for any pool to take.
-AHEAD_AFTER_RUNS_UNDER = 0.05
+# hand while the dispatcher's next step is on its way: twice as many as the workers that ran
+# runs since the last step will finish meanwhile at the pace of those runs (a step's
+# statements cost about the same for 8 tasks as for 50, so short runs are best claimed many
+# at a time; runs as long as a step get a few, longer ones none), never more than
+# AHEAD_PER_WORKER per worker: a pool holds at most (1 + AHEAD_PER_WORKER) x workers runs.
+# None is claimed ahead once a claim finds fewer ready tasks than it asked for, until runs
+# end again. A run claimed ahead that no worker has started after AHEAD_HOLD seconds goes
+# back to the queue without using a retry, for any pool to take.
+AHEAD_PER_WORKER = 8
 AHEAD_HOLD = 0.5
 # An end that another transaction keeps the queue from recording (a caller's open
 # transaction holds the task, or a dependent) is tried again after this long, doubling up to
@@ -42,7 +46,8 @@ class Handoff:
         self.deferred: list[Outcome] = []  # ends held by another transaction, tried at deferred_at
         self.deferred_at = 0.0
         self.deferred_delay = DEFERRED_RETRY
-        self.short_ends = 0  # how many ends since the last step took less than AHEAD_AFTER_RUNS_UNDER
+        self.ended_runs = 0  # runs ended since the last step
+        self.run_seconds = 0.0  # and how long they ran, in all
         self.ahead = 0  # how many runs to claim beyond the idle workers
         self.may_have_tasks = True  # a notification, or the safety re-check, says look
         self.given_back: set[object] = set()  # task ids of runs claimed ahead and given back
@@ -78,7 +83,8 @@ class Handoff:
             context.ended = True
             self.outcomes.append(Outcome(context.run, Ending.REQUEUE))
             self.given_back.add(context.task.id)
-            self.ahead = self.short_ends = 0
+            self.ahead = self.ended_runs = 0
+            self.run_seconds = 0.0
 
     def has_work(self, draining: bool) -> bool:
         """Whether the dispatcher has something to do now."""
@@ -100,9 +106,24 @@ class Handoff:
         else:
             self.deferred_delay = DEFERRED_RETRY
 
-    def ended(self, outcome: Outcome, short: bool) -> None:
-        """A worker's run ended: its end is to record, the worker is idle again."""
+    def ended(self, outcome: Outcome, seconds: float | None) -> None:
+        """A worker's run ended after `seconds` (None: it never started, stopped or requeued
+        before): its end is to record, the worker is idle again."""
         self.outcomes.append(outcome)
-        self.short_ends += short
+        if seconds is not None:
+            self.ended_runs += 1
+            self.run_seconds += seconds
         self.idle += 1
         self.dispatch.notify()
+
+    def plan_ahead(self, step_seconds: float) -> None:
+        """How many runs to claim ahead of the next step, which should take `step_seconds`
+        (see AHEAD_PER_WORKER); judged by the runs that ended since the last plan."""
+        most = AHEAD_PER_WORKER * self.workers
+        if self.ended_runs and self.run_seconds > 0:
+            runners = min(self.workers, self.ended_runs)
+            pace = self.ended_runs / self.run_seconds  # runs per second of a runner
+            self.ahead = min(most, int(2 * runners * step_seconds * pace))
+        else:
+            self.ahead = most if self.ended_runs else 0
+        self.ended_runs, self.run_seconds = 0, 0.0

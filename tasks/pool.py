@@ -31,7 +31,7 @@ from tasks.backoff import Backoff
 from tasks.conf import TaskingSettings
 from tasks.context import StopReason, TaskContext
 from tasks.exceptions import TaskBusy
-from tasks.handoff import AHEAD_AFTER_RUNS_UNDER, Handoff
+from tasks.handoff import Handoff
 from tasks.janitor import Janitor
 from tasks.listener import Listener
 from tasks.log import Fields
@@ -224,6 +224,7 @@ class WorkerPool:
         handoff = self._handoff
         backoff = Backoff(self._halted)
         next_check = time.monotonic() + self._recheck_every
+        last_step = 0.0  # how long the last step took, in seconds
         try:
             while True:
                 with handoff.lock:
@@ -244,8 +245,7 @@ class WorkerPool:
                     if handoff.deferred and time.monotonic() >= handoff.deferred_at:
                         outcomes, handoff.deferred = [*handoff.deferred, *outcomes], []
                     if outcomes:
-                        handoff.ahead = min(handoff.short_ends, self.worker_count)
-                        handoff.short_ends = 0
+                        handoff.plan_ahead(last_step + LINGER)
                     claiming = not self._draining.is_set() and handoff.may_have_tasks
                     limit = max(0, handoff.claimable()) if claiming else 0
                     if limit:
@@ -260,7 +260,9 @@ class WorkerPool:
                         return
                     continue
                 try:
+                    step_started = time.monotonic()
                     recorded = queue.finish_and_claim(outcomes, self.types, limit, worker=self.identity)
+                    last_step = time.monotonic() - step_started
                 except DatabaseError as exc:
                     logger.warning("recording ends and claiming tasks failed error=%r", exc)
                     with handoff.lock:  # try again; writing an end twice changes nothing
@@ -275,7 +277,10 @@ class WorkerPool:
                     continue  # only ends were recorded: the re-check keeps its time
                 if len(recorded.claimed) == limit:
                     self.wake()  # a full batch: there may be more
-                elif recorded.contended:
+                    continue
+                with handoff.lock:
+                    handoff.ahead = 0  # the ready tasks ran out: claim ahead again once runs end
+                if recorded.contended:
                     next_check = time.monotonic() + CONTENDED_RECHECK
                 else:
                     next_check = time.monotonic() + self._recheck_every
@@ -338,17 +343,19 @@ class WorkerPool:
                     if context is None:  # stop() has no more work for this worker
                         return
                     handoff.idle -= 1
-                started = time.monotonic()
+                ran: float | None = None  # how long the run ran, if it started
                 if self._draining.is_set():
                     outcome = Outcome(context.run, Ending.REQUEUE)
                 elif context.stop_reason is not None:  # canceled or lost before it started
                     outcome = Outcome(context.run, Ending.STOPPED)
                 else:
+                    started = time.monotonic()
                     close_old_connections()  # as Django does per request: fresh or checked
                     outcome = run_task(context, self._handlers[context.task.type])
+                    ran = time.monotonic() - started
                 context.ended = True
                 with handoff.lock:
-                    handoff.ended(outcome, short=time.monotonic() - started < AHEAD_AFTER_RUNS_UNDER)
+                    handoff.ended(outcome, ran)
         finally:
             connection.close()  # the handlers' connection, if they used one
 

@@ -320,13 +320,12 @@ def test_the_dispatcher_rests_while_the_pool_drains(start_pool):
 def claim_one_behind_a_busy_worker(pool, waiting_type: str, waiting_payload=None):
     """Make a 1-worker pool claim a run ahead of its worker, which then stays busy.
 
-    Short runs let the pool claim ahead; a busy task and a waiting one queued together are
-    then claimed together, the busy one first (priority). Returns their ids."""
-    short = [client.enqueue("test.record") for _ in range(3)]
-    wait_until(
-        lambda: Task.objects.filter(pk__in=short, status=Task.Status.COMPLETED).count() == 3, message="the short runs"
-    )
+    Short runs let the pool claim ahead: queued with a busy task and a waiting one, behind
+    them in priority, the first short run is claimed alone, and once it ended the next step
+    claims the rest together, ahead of the worker. Returns the busy and the waiting ids."""
     with transaction.atomic():
+        for _ in range(3):
+            client.enqueue("test.record", priority=2)
         busy = client.enqueue("test.gate", {"gate": "busy"}, priority=1)
         waiting = client.enqueue(waiting_type, waiting_payload)
     wait_until(lambda: busy in run_ids(), message="the busy task to start")

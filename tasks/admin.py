@@ -203,6 +203,10 @@ class TaskAdmin(ReadOnlyAdmin[Task]):
     @admin.action(description="Cancel selected tasks", permissions=["cancel"])
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         canceled = 0
+        # Failed tasks waiting for their automatic retry: the cancel drops the retry.
+        retrying = set(
+            queryset.filter(status=Task.Status.FAILED, next_retry_time__isnull=False).values_list("id", flat=True)
+        )
         for task_id in queryset.values_list("id", flat=True):
             try:
                 previous = client.cancel(task_id)
@@ -211,6 +215,9 @@ class TaskAdmin(ReadOnlyAdmin[Task]):
                 continue
             if previous in (Task.Status.PENDING, Task.Status.RUNNING):
                 canceled += 1
+            elif previous == Task.Status.FAILED and task_id in retrying:
+                message = f"Task {task_id} had failed and waited for its automatic retry: it will not be retried."
+                self.message_user(request, message, messages.SUCCESS)
             else:
                 message = f"Task {task_id} had already finished ({previous}); marked cancel_attempted."
                 self.message_user(request, message, messages.WARNING)

@@ -1,4 +1,5 @@
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.contrib import messages
@@ -7,6 +8,7 @@ from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from tasks.models import Task
 from tests.factories import HeartbeatFactory, TaskFactory
@@ -120,6 +122,15 @@ def test_cancel_action_warns_about_a_finished_task(admin_client):
     ]
     task.refresh_from_db()
     assert (task.status, task.cancel_attempted) == (Task.Status.FAILED, True)
+
+
+def test_cancel_action_says_that_a_failed_task_loses_its_pending_retry(admin_client):
+    task = TaskFactory(type="diagnostics.sleep", failed=True, next_retry_time=timezone.now() + timedelta(hours=1))
+    assert cancel(admin_client, task) == [
+        (messages.SUCCESS, f"Task {task.id} had failed and waited for its automatic retry: it will not be retried.")
+    ]
+    task.refresh_from_db()
+    assert (task.status, task.next_retry_time) == (Task.Status.FAILED, None)
 
 
 def test_cancel_action_ignores_an_id_that_does_not_exist(admin_client):

@@ -7,7 +7,8 @@
 #   api [ARGS...]       serve the API, the admin and the snapshots (contentsources.wsgi) with
 #                       gunicorn on ${HOST:-0.0.0.0}:${PORT:-8000}, ${WEB_CONCURRENCY:-2} worker
 #                       processes; ARGS go to gunicorn. WhiteNoise serves the static files.
-#                       No control socket (gunicornc): Docker's signals manage the container.
+#                       The rest of gunicorn's settings (access lines with the request id, no
+#                       control socket) are contentsources/gunicorn_conf.py's, as for `make run`.
 #   worker [ARGS...]    run the worker pool: `manage.py runworkers ARGS`, which touches
 #                       $WORKER_HEALTH_FILE (when set) every second while the pool is alive
 #                       (docker/healthcheck.py looks at its age).
@@ -57,10 +58,9 @@ migrate)
 api)
     shift
     exec gunicorn contentsources.wsgi:application \
+        --config python:contentsources.gunicorn_conf \
         --bind "${HOST:-0.0.0.0}:${PORT:-8000}" \
         --workers "${WEB_CONCURRENCY:-2}" \
-        --access-logfile - \
-        --no-control-socket \
         "$@"
     ;;
 worker)

@@ -12,6 +12,7 @@ import pytest
 import requests
 from django.contrib.auth import get_user_model
 
+from contentsources.api.request_id import HEADER
 from tests.helpers import ROOT, database_url, wait_until
 
 # How many admin pages are read after the login, each while another connection keeps one of
@@ -113,3 +114,21 @@ def test_the_readme_s_curl_session_works(served, tmp_path):
     assert '"url":"http://127.0.0.1:' in ran.stdout and '"package_count"' in ran.stdout
     # The cancel: 204, then the task is canceled, then a second cancel is a 409.
     assert re.search(r'204\n\{[^\n]*"status":"canceled"[^\n]*\}409\n', ran.stdout), ran.stdout
+
+
+def test_an_access_line_carries_the_request_s_id(served, tmp_path):
+    """gunicorn's access lines end with the request id the response echoes (given or made up),
+    so that they can be found with the request's other lines and its tasks'."""
+    base, _ = served
+    given = requests.get(f"{base}/api/content-sources/v1/openapi.json", headers={HEADER: "serve-test-1"}, timeout=10)
+    made_up = requests.get(f"{base}/api/content-sources/v1/openapi.json", timeout=10).headers[HEADER]
+    log = tmp_path / "serve.log"
+    for request_id in ("serve-test-1", made_up):
+        wait_until(
+            lambda request_id=request_id: (
+                '"GET /api/content-sources/v1/openapi.json HTTP/1.1" 200 ' in log.read_text()
+                and f"request_id={request_id}\n" in log.read_text()
+            ),
+            message=f"the access line of request {request_id}",
+        )
+    assert given.headers[HEADER] == "serve-test-1"

@@ -63,7 +63,7 @@ class Command(BaseCommand):
         manage = [sys.executable, os.path.abspath(sys.argv[0])]
         gunicorn = [
             sys.executable, "-m", "gunicorn", "contentsources.wsgi:application",
-            "--bind", bind, "--workers", str(web_workers), "--access-logfile", "-",
+            "--config", "python:contentsources.gunicorn_conf", "--bind", bind, "--workers", str(web_workers),
             "--graceful-timeout", str(int(tasking().shutdown_grace)),
         ]  # fmt: skip
         stop_with_me = _stop_with(os.getpid())

@@ -8,6 +8,6 @@ accesslog = "-"
 access_log_format = (
     '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" request_id=%({x-rh-insights-request-id}o)s'
 )
-# No control socket: its default path is the user's (~/.gunicorn/gunicorn.ctl), not the
-# server's, so that two servers of one user would fight over it; nothing here uses it.
+# No control socket: its default path is the user's ($XDG_RUNTIME_DIR or ~/.gunicorn), not
+# the server's, so that two servers of one user would fight over it; nothing here uses it.
 control_socket_disable = True

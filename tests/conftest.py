@@ -1,6 +1,5 @@
 import dataclasses
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ from tasks import registry
 from tasks.conf import tasking
 from tasks.pool import WorkerPool
 from tests.handlers import recorder
-from tests.helpers import ROOT, database_url, wait_until
+from tests.helpers import ROOT, database_url, kill_left_running, wait_until
 
 # How long a test's threads and database sessions may take to end after it.
 LEAK_GRACE = 5.0
@@ -176,7 +175,4 @@ def runworkers(transactional_db, tmp_path):
         return process
 
     yield start
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+    kill_left_running(processes)

@@ -2,10 +2,11 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -81,3 +82,11 @@ def assert_one_line_command_error(args: list[bytes], message: str) -> None:
     assert "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
     assert stderr.startswith("CommandError: ") and message in stderr, stderr
+
+
+def kill_left_running(processes: Iterable[subprocess.Popen[Any]]) -> None:
+    """A fixture's teardown: SIGKILL what its test left running, and reap every process."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)

@@ -21,7 +21,7 @@ from contentsources.api.identity import encode_identity
 from contentsources.management.commands.serve import Command
 from tasks import client
 from tasks.models import Task
-from tests.helpers import ROOT, database_url, wait_until
+from tests.helpers import ROOT, database_url, kill_left_running, wait_until
 
 # The pool's grace in these tests; how long a stop may take beyond it.
 GRACE = 2
@@ -114,10 +114,7 @@ def serve(transactional_db, tmp_path):
         return process
 
     yield start
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+    kill_left_running(processes)
     for pid in started:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)

@@ -20,7 +20,7 @@ import pytest
 from django.db import connection
 
 from tests.docker.dockerfile import build_step, environment, exec_form
-from tests.helpers import ROOT, database_url, wait_until
+from tests.helpers import ROOT, database_url, kill_left_running, wait_until
 
 ENTRYPOINT = exec_form("ENTRYPOINT")
 HEALTHCHECK = exec_form("HEALTHCHECK")
@@ -90,10 +90,7 @@ def start(image_env, tmp_path):
         return process
 
     yield run
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+    kill_left_running(processes)
 
 
 def get(env: dict[str, str], path: str) -> tuple[int, bytes, str]:
